@@ -1,0 +1,262 @@
+"""Preprocessing shared by the methods: radiological windows, resampling (SimpleITK), head and brain
+masks, 3D rotational alignment of the head, and the head-centred axial crop the 2D networks read."""
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy import ndimage
+
+from .volume import CTVolume, LPS_TO_RAS
+
+# --- windows -------------------------------------------------------------------------------------
+# A channel is (low HU, high HU) mapped linearly to [0, 1] and clipped.
+WINDOWS: Dict[str, Tuple[float, float]] = {
+    "brain": (0.0, 80.0),  # L40/W80 (paper 001, paper 000)
+    "subdural": (-15.0, 115.0),  # L50/W130 (paper 001, paper 000)
+    "bone": (-500.0, 1500.0),  # L500/W2000 (paper 000 names a bone window, no numbers)
+    "wide": (-1000.0, 2000.0),  # unwindowed HU, shifted and scaled (MIL authors' first channel)
+    "stroke": (40.0 - 20.0, 40.0 + 20.0),
+    "blood": (40.0, 120.0),  # paper 003's brain window [40, 120]
+}
+# Named 3-channel input configurations (the model catalogue says which one a network expects).
+# "mil-code" follows the MIL authors' code (raw HU, 0–80, −15–115, fixed scaling, no dataset mean/std);
+# "paper000" is bone/brain/subdural as paper 000 describes.
+CHANNEL_CONFIGS: Dict[str, Tuple[str, str, str]] = {
+    "mil-code": ("wide", "brain", "subdural"),
+    "paper000": ("bone", "brain", "subdural"),
+    "unet": ("brain", "subdural", "blood"),
+}
+
+
+def window(hu, name_or_range):
+    lo, hi = WINDOWS[name_or_range] if isinstance(name_or_range, str) else name_or_range
+    return np.clip((np.asarray(hu, dtype=np.float32) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def to_channels(hu, config: str):
+    """HU (..., H, W) → float32 (..., 3, H, W) from a named channel configuration."""
+    return np.stack([window(hu, w) for w in CHANNEL_CONFIGS[config]], axis=-3)
+
+
+def channels_torch(hu, config: str):
+    """Same as `to_channels` on a torch tensor (N, H, W) → (N, 3, H, W), on the tensor's device."""
+    import torch
+
+    parts = []
+    for w in CHANNEL_CONFIGS[config]:
+        lo, hi = WINDOWS[w]
+        parts.append(((hu - lo) / (hi - lo)).clamp_(0.0, 1.0))
+    return torch.stack(parts, dim=1)
+
+
+# --- masks ---------------------------------------------------------------------------------------
+def head_mask(hu: np.ndarray, threshold: float = -300.0) -> np.ndarray:
+    """Everything of the head: the largest soft-tissue-or-denser component, holes filled per slice."""
+    body = hu > threshold
+    body = ndimage.binary_opening(body, structure=np.ones((1, 3, 3), bool))
+    labels, n = ndimage.label(body)
+    if n == 0:
+        return body
+    sizes = ndimage.sum_labels(body, labels, index=np.arange(1, n + 1))
+    keep = labels == (1 + int(np.argmax(sizes)))
+    return np.stack([ndimage.binary_fill_holes(s) for s in keep])
+
+
+def brain_mask(hu: np.ndarray, head: Optional[np.ndarray] = None) -> np.ndarray:
+    """Intracranial space: what the skull encloses, per axial slice, without the bone itself."""
+    head = head_mask(hu) if head is None else head
+    bone = (hu > 250) & head
+    bone = ndimage.binary_closing(bone, structure=np.ones((1, 5, 5), bool))
+    inside = np.stack([ndimage.binary_fill_holes(s) for s in bone]) & ~bone
+    return inside & (hu > -100) & (hu < 250)
+
+
+# --- resampling ----------------------------------------------------------------------------------
+def resample(volume: CTVolume, ijk_to_ras: np.ndarray, shape: Sequence[int], array=None, linear=True,
+             default=-1000.0, rotation_ras: Optional[np.ndarray] = None, center_ras=None) -> np.ndarray:
+    """Sample `array` (default HU) of `volume` on another grid (ijk_to_ras, shape (k, j, i)).
+
+    With `rotation_ras` R about `center_ras` c, output point q reads the input at R^T (q − c) + c,
+    i.e. the output grid sees the head rotated by R.
+    """
+    import SimpleITK as sitk
+
+    src = volume.to_sitk(volume.hu if array is None else array)
+    ref = sitk.Image([int(shape[2]), int(shape[1]), int(shape[0])], src.GetPixelID())
+    m = LPS_TO_RAS @ np.asarray(ijk_to_ras, float)
+    spacing = np.linalg.norm(m[:3, :3], axis=0)
+    ref.SetSpacing(tuple(float(s) for s in spacing))
+    ref.SetOrigin(tuple(float(v) for v in m[:3, 3]))
+    ref.SetDirection(tuple(float(v) for v in (m[:3, :3] / spacing).ravel()))
+    transform = sitk.Transform()
+    if rotation_ras is not None:
+        f = np.diag([-1.0, -1.0, 1.0])
+        t = sitk.AffineTransform(3)
+        t.SetMatrix(tuple(float(v) for v in (f @ np.asarray(rotation_ras).T @ f).ravel()))
+        t.SetCenter(tuple(float(v) for v in f @ np.asarray(center_ras, float)))
+        transform = t
+    interp = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
+    out = sitk.Resample(src, ref, transform, interp, float(default), src.GetPixelID())
+    return sitk.GetArrayFromImage(out)
+
+
+def resample_spacing(volume: CTVolume, spacing: Sequence[float], linear=True) -> CTVolume:
+    """Resample to another voxel size keeping orientation and physical extent (voxel edges)."""
+    old_sp = volume.spacing
+    k, j, i = volume.shape
+    extent = np.array([i, j, k]) * old_sp
+    new_n = np.maximum(1, np.round(extent / np.asarray(spacing, float)).astype(int))
+    new_sp = extent / new_n
+    m = volume.ijk_to_ras.copy()
+    d = volume.direction_ras
+    m[:3, :3] = d @ np.diag(new_sp)
+    # voxel (0,0,0) edge stays where it was: centre moves by half the difference of spacings
+    m[:3, 3] = volume.ijk_to_ras[:3, 3] + d @ ((new_sp - old_sp) / 2.0)
+    arr = resample(volume, m, (new_n[2], new_n[1], new_n[0]), linear=linear)
+    return CTVolume(arr.astype(np.float32), m, name=volume.name)
+
+
+# --- alignment -----------------------------------------------------------------------------------
+@dataclass
+class Alignment:
+    """Rotation R (RAS) about the head centre c that makes the mid-sagittal plane x = c_x."""
+    rotation: np.ndarray
+    center: np.ndarray
+    yaw_deg: float = 0.0
+    roll_deg: float = 0.0
+    pitch_deg: float = 0.0
+
+    def to_aligned(self, ras):
+        return (np.atleast_2d(ras) - self.center) @ self.rotation.T + self.center
+
+    def to_original(self, ras):
+        return (np.atleast_2d(ras) - self.center) @ self.rotation + self.center
+
+
+def rotation_matrix(yaw_deg=0.0, roll_deg=0.0, pitch_deg=0.0):
+    """R = Rz(yaw) · Ry(roll) · Rx(pitch) in RAS (yaw about S, roll about A, pitch about R)."""
+    y, r, p = np.radians([yaw_deg, roll_deg, pitch_deg])
+    rz = np.array([[np.cos(y), -np.sin(y), 0], [np.sin(y), np.cos(y), 0], [0, 0, 1]])
+    ry = np.array([[np.cos(r), 0, np.sin(r)], [0, 1, 0], [-np.sin(r), 0, np.cos(r)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    return rz @ ry @ rx
+
+
+def estimate_alignment(volume: CTVolume, head: Optional[np.ndarray] = None) -> Alignment:
+    """Mid-sagittal plane of the skull from per-slice symmetry axes.
+
+    In every axial slice that cuts the cranium, the intracranial region's principal long axis is the
+    A-P midline (yaw) and its centroid lies on the mid-sagittal plane; a line fitted through those
+    centroids against S gives roll. Pitch is not estimated (the skull's outline has no reliable
+    landmark for it without the orbitomeatal line): `pitch_deg` stays 0 and is documented.
+    """
+    hu = volume.hu
+    head = head_mask(hu) if head is None else head
+    inside = brain_mask(hu, head)
+    k_idx, angles, cents = [], [], []
+    sp = volume.spacing
+    for k in range(hu.shape[0]):
+        jj, ii = np.nonzero(inside[k])
+        if len(jj) < 2000 * (0.45 / sp[0]) ** 2 * 0.25:
+            continue
+        ras = volume.ijk_to_ras_points(np.column_stack([ii, jj, np.full(len(ii), k)]))
+        xy = ras[:, :2]
+        c = xy.mean(axis=0)
+        cov = np.cov((xy - c).T)
+        w, v = np.linalg.eigh(cov)
+        if w[1] < 1.05 * w[0]:
+            continue  # nearly circular: no usable axis
+        major = v[:, 1] if v[1, 1] >= 0 else -v[:, 1]  # pointing anterior
+        angles.append(np.degrees(np.arctan2(-major[0], major[1])))  # rotation of A axis towards L
+        cents.append([c[0], c[1], ras[:, 2].mean()])
+        k_idx.append(k)
+    center = volume.ijk_to_ras_points((np.array(hu.shape[::-1]) - 1) / 2.0)[0]
+    if len(angles) < 3:
+        return Alignment(np.eye(3), center)
+    cents = np.array(cents)
+    yaw = float(np.median(angles))
+    weights = np.ones(len(cents))
+    center = np.array([np.average(cents[:, 0], weights=weights), np.average(cents[:, 1], weights=weights),
+                       float(np.median(cents[:, 2]))])
+    # roll: the mid-sagittal plane's trace, after undoing yaw, drifts in R with S
+    r0 = rotation_matrix(yaw_deg=-yaw)
+    local = (cents - center) @ r0.T
+    roll = 0.0
+    if np.ptp(local[:, 2]) > 20:
+        slope = np.polyfit(local[:, 2], local[:, 0], 1)[0]
+        roll = float(np.degrees(np.arctan(slope)))
+    # the head is rotated by Rz(yaw)·Ry(roll); the alignment undoes it
+    rot = np.linalg.inv(rotation_matrix(yaw_deg=yaw, roll_deg=-roll))
+    return Alignment(rot, center, yaw_deg=yaw, roll_deg=roll)
+
+
+def aligned_grid(alignment: Alignment, spacing=(2.0, 2.0, 5.0), size=(128, 128, 40)):
+    """IJK→RAS and shape (k, j, i) of a RAS-aligned grid of `size` (i, j, k) centred on the head.
+
+    Axes: i runs R→L? No: i runs towards +R is avoided so images look radiological: i → L, j → P
+    (like DICOM axial slices), k → S.
+    """
+    sp = np.asarray(spacing, float)
+    n = np.asarray(size, int)
+    d = np.diag([-1.0, -1.0, 1.0])  # i → left, j → posterior, k → superior (LPS-like axial)
+    m = np.eye(4)
+    m[:3, :3] = d @ np.diag(sp)
+    m[:3, 3] = alignment.center - d @ (sp * (n - 1) / 2.0)
+    return m, (int(n[2]), int(n[1]), int(n[0]))
+
+
+# --- axial head crop -------------------------------------------------------------------------------
+@dataclass
+class HeadCrop:
+    """A square in-plane window around the head, the same for every slice of a scan."""
+    j0: int
+    i0: int
+    side: int  # pixels of the native grid (may extend past the image: padded with air)
+
+    def extract(self, hu: np.ndarray, size: int):
+        """(k, j, i) HU → (k, size, size) float32 crop, resampled with area averaging."""
+        import torch
+        import torch.nn.functional as F
+
+        k, h, w = hu.shape
+        pad = np.full((k, self.side, self.side), -1000.0, np.float32)
+        js, je = max(0, self.j0), min(h, self.j0 + self.side)
+        is_, ie = max(0, self.i0), min(w, self.i0 + self.side)
+        pad[:, js - self.j0:je - self.j0, is_ - self.i0:ie - self.i0] = hu[:, js:je, is_:ie]
+        t = torch.from_numpy(pad)[:, None]
+        mode = "area" if self.side >= size else "bilinear"
+        out = F.interpolate(t, size=(size, size), mode=mode, **({} if mode == "area" else {"align_corners": False}))
+        return out[:, 0].numpy()
+
+    def paste(self, maps: np.ndarray, shape, fill=0.0):
+        """(k, n, n) maps on the crop grid → (k, h, w) on the native grid (bilinear)."""
+        import torch
+        import torch.nn.functional as F
+
+        k, h, w = shape
+        t = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
+        up = F.interpolate(t, size=(self.side, self.side), mode="bilinear", align_corners=False)[:, 0].numpy()
+        out = np.full((k, h, w), fill, np.float32)
+        js, je = max(0, self.j0), min(h, self.j0 + self.side)
+        is_, ie = max(0, self.i0), min(w, self.i0 + self.side)
+        out[:, js:je, is_:ie] = up[:, js - self.j0:je - self.j0, is_ - self.i0:ie - self.i0]
+        return out
+
+    def crop_to_native(self, rows, cols, size):
+        """Crop-grid pixel centres (row, col) → native (j, i) continuous indices."""
+        scale = self.side / float(size)
+        return self.j0 + (np.asarray(rows) + 0.5) * scale - 0.5, self.i0 + (np.asarray(cols) + 0.5) * scale - 0.5
+
+
+def head_crop(head: np.ndarray, margin: float = 0.06) -> HeadCrop:
+    """Square around the union of the head mask over all slices, with a small margin."""
+    proj = head.any(axis=0)
+    if not proj.any():
+        h, w = proj.shape
+        side = max(h, w)
+        return HeadCrop((h - side) // 2, (w - side) // 2, side)
+    jj, ii = np.nonzero(proj)
+    j0, j1, i0, i1 = jj.min(), jj.max() + 1, ii.min(), ii.max() + 1
+    side = int(round(max(j1 - j0, i1 - i0) * (1 + 2 * margin)))
+    cj, ci = (j0 + j1) / 2.0, (i0 + i1) / 2.0
+    return HeadCrop(int(round(cj - side / 2.0)), int(round(ci - side / 2.0)), max(side, 16))
