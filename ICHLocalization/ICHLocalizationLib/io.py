@@ -51,11 +51,35 @@ def read_itk_image(path: Path, spacing=None) -> CTVolume:
         raise InputError(f"{path.name}: has {image.GetNumberOfComponentsPerPixel()} colour channels; a CT in HU has one")
     if image.GetDimension() not in (2, 3):
         raise InputError(f"{path.name}: {image.GetDimension()}D image; a CT volume (3D) or a slice (2D) is needed")
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        bad = _nifti_nonfinite_count(path)
+        if bad:
+            raise InputError(f"{path.name}: {bad} voxels are NaN or infinite; repair or re-export the volume")
     volume = CTVolume.from_sitk(sitk.Cast(image, sitk.sitkFloat32), name=_stem(path))
     if spacing is not None:
         volume = _with_spacing(volume, spacing)
     volume.hu = _padding_to_air(volume.hu)
     return volume
+
+
+def _nifti_nonfinite_count(path: Path) -> int:
+    """NaN/inf voxels of a float NIfTI. ITK's reader turns NaN into 0, so the raw data is checked here."""
+    import gzip
+    import struct
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        header = f.read(348)
+        if len(header) < 348:
+            return 0
+        endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+        datatype = struct.unpack(endian + "h", header[70:72])[0]
+        if datatype not in (16, 64):  # float32, float64
+            return 0
+        offset = int(struct.unpack(endian + "f", header[108:112])[0])
+        f.read(max(0, offset - 348))
+        data = np.frombuffer(f.read(), dtype=np.dtype(endian + ("f4" if datatype == 16 else "f8")))
+    return int((~np.isfinite(data)).sum())
 
 
 # --- DICOM ---------------------------------------------------------------------------------------

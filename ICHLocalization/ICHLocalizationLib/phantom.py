@@ -27,9 +27,9 @@ PADDING_HU = -3024
 
 # tissue HU (mean); each phantom draws its own values around them
 HU = {"air": -1000.0, "fat": -90.0, "scalp": 35.0, "bone": 1400.0, "diploe": 550.0, "csf": 6.0,
-      "grey": 38.0, "white": 27.0, "deep_grey": 36.0, "falx": 55.0, "muscle": 45.0, "globe": 12.0,
+      "grey": 39.0, "white": 31.0, "deep_grey": 37.0, "falx": 55.0, "muscle": 45.0, "globe": 12.0,
       "calcification": 220.0, "holder": 80.0}
-BLOOD_HU = {"acute": (58.0, 85.0), "subacute": (32.0, 45.0), "chronic": (8.0, 22.0)}
+BLOOD_HU = {"acute": (50.0, 76.0), "subacute": (32.0, 45.0), "chronic": (8.0, 22.0)}
 
 
 @dataclass
@@ -108,7 +108,7 @@ class PhantomGenerator:
 
     def __init__(self, seed: int, subtypes: Optional[Sequence[str]] = None, size: int = 512,
                  pixel_mm: Optional[float] = None, slice_thickness: float = 5.0, slices: Optional[int] = None,
-                 acuity: str = "acute", max_pose_deg: float = 12.0):
+                 acuity: str = "acute", max_pose_deg: float = 12.0, pose: Optional[Dict[str, float]] = None):
         self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
         rng = self.rng
@@ -128,7 +128,7 @@ class PhantomGenerator:
         self.scalp_t = rng.uniform(4.0, 7.0)
         self.head_r = self.outer_r + self.scalp_t
         self.hu = {k: v + (rng.normal(0, 2.0) if abs(v) < 100 else 0.0) for k, v in HU.items()}
-        self.hu["white"] = min(self.hu["white"], self.hu["grey"] - 7.0)
+        self.hu["white"] = min(self.hu["white"], self.hu["grey"] - 5.0)
         # gyral folding field: three random plane waves, wavelength ~22–30 mm
         self.waves = [(self._unit() * 2 * np.pi / rng.uniform(22, 30), rng.uniform(0, 2 * np.pi)) for _ in range(3)]
         self.sulcus_w = 0.5 + 1.5 * self.atrophy
@@ -138,6 +138,8 @@ class PhantomGenerator:
         self.pose = {"yaw": float(rng.uniform(-max_pose_deg, max_pose_deg)),
                      "roll": float(rng.uniform(-max_pose_deg / 2, max_pose_deg / 2)),
                      "pitch": float(rng.uniform(-max_pose_deg, max_pose_deg))}
+        if pose is not None:
+            self.pose = {"yaw": 0.0, "roll": 0.0, "pitch": 0.0, **{k: float(v) for k, v in pose.items()}}
         self.offset = rng.uniform(-8, 8, 3) * np.array([1, 1, 0.5])
         self.noise_sd = rng.uniform(2.5, 4.0) * np.sqrt(5.0 / max(self.thickness, 0.5))
         self.lesions = self._draw_lesions(subtypes)

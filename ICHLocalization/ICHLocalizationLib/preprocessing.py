@@ -143,58 +143,101 @@ def rotation_matrix(yaw_deg=0.0, roll_deg=0.0, pitch_deg=0.0):
 
 
 def estimate_alignment(volume: CTVolume, head: Optional[np.ndarray] = None) -> Alignment:
-    """Mid-sagittal plane of the skull from per-slice symmetry axes.
+    """Mid-sagittal plane of the head: yaw from the skull's long axis, roll from the midline's drift.
 
-    In every axial slice that cuts the cranium, the intracranial region's principal long axis is the
-    A-P midline (yaw) and its centroid lies on the mid-sagittal plane; a line fitted through those
-    centroids against S gives roll. Pitch is not estimated (the skull's outline has no reliable
-    landmark for it without the orbitomeatal line): `pitch_deg` stays 0 and is documented.
+    Yaw: in every axial slice that cuts the cranium, the principal long axis of the intracranial
+    region is the A-P direction. Roll: heads are nearly spherical, so section centroids barely move
+    when the head rolls, but the midline does; after undoing yaw, each slice's midline is found by
+    mirror symmetry of its internal structures (ventricles, falx, deep grey matter: high-pass brain
+    window inside the central 45 mm), and a line fitted through those midlines against S gives roll.
+    Pitch is not estimated (it needs landmarks such as the orbitomeatal line): `pitch_deg` stays 0.
     """
     hu = volume.hu
     head = head_mask(hu) if head is None else head
     inside = brain_mask(hu, head)
-    k_idx, angles, cents = [], [], []
+    angles, cents, areas = [], [], []
     sp = volume.spacing
     for k in range(hu.shape[0]):
         jj, ii = np.nonzero(inside[k])
-        if len(jj) < 2000 * (0.45 / sp[0]) ** 2 * 0.25:
+        if len(jj) * sp[0] * sp[1] < 2500.0:  # < 25 cm²: skull base or vertex
             continue
         ras = volume.ijk_to_ras_points(np.column_stack([ii, jj, np.full(len(ii), k)]))
         xy = ras[:, :2]
         c = xy.mean(axis=0)
-        cov = np.cov((xy - c).T)
-        w, v = np.linalg.eigh(cov)
+        w, v = np.linalg.eigh(np.cov((xy - c).T))
         if w[1] < 1.05 * w[0]:
             continue  # nearly circular: no usable axis
         major = v[:, 1] if v[1, 1] >= 0 else -v[:, 1]  # pointing anterior
-        angles.append(np.degrees(np.arctan2(-major[0], major[1])))  # rotation of A axis towards L
+        angles.append(np.degrees(np.arctan2(-major[0], major[1])))
         cents.append([c[0], c[1], ras[:, 2].mean()])
-        k_idx.append(k)
+        areas.append(len(jj))
     center = volume.ijk_to_ras_points((np.array(hu.shape[::-1]) - 1) / 2.0)[0]
     if len(angles) < 3:
         return Alignment(np.eye(3), center)
     cents = np.array(cents)
     yaw = float(np.median(angles))
-    weights = np.ones(len(cents))
-    center = np.array([np.average(cents[:, 0], weights=weights), np.average(cents[:, 1], weights=weights),
-                       float(np.median(cents[:, 2]))])
-    # roll: the mid-sagittal plane's trace, after undoing yaw, drifts in R with S
-    r0 = rotation_matrix(yaw_deg=-yaw)
-    local = (cents - center) @ r0.T
+    center = np.array([np.median(cents[:, 0]), np.median(cents[:, 1]), float(np.median(cents[:, 2]))])
+    # an axial cut of a rolled head pairs left and right structures from different heights, which
+    # under-reads the tilt; re-measuring on the partly corrected head converges in a few rounds
     roll = 0.0
-    if np.ptp(local[:, 2]) > 20:
-        slope = np.polyfit(local[:, 2], local[:, 0], 1)[0]
-        roll = float(np.degrees(np.arctan(slope)))
-    # the head is rotated by Rz(yaw)·Ry(roll); the alignment undoes it
-    rot = np.linalg.inv(rotation_matrix(yaw_deg=yaw, roll_deg=-roll))
+    for _ in range(4):
+        residual, center_x = _roll_from_midlines(volume, yaw, roll, center, cents[:, 2])
+        roll += residual
+        center[0] = center_x
+        if abs(residual) < 0.3:
+            break
+    rot = np.linalg.inv(rotation_matrix(yaw_deg=yaw, roll_deg=roll))
     return Alignment(rot, center, yaw_deg=yaw, roll_deg=roll)
 
 
-def aligned_grid(alignment: Alignment, spacing=(2.0, 2.0, 5.0), size=(128, 128, 40)):
-    """IJK→RAS and shape (k, j, i) of a RAS-aligned grid of `size` (i, j, k) centred on the head.
+def _roll_from_midlines(volume: CTVolume, yaw: float, roll: float, center: np.ndarray, z_values):
+    """(residual roll in degrees, midline x at the centre height) from per-slice mirror symmetry of
+    the head with `yaw` and `roll` already undone."""
+    px = 1.5
+    n = 96  # 144 mm wide window around the head centre
+    zs = np.asarray(z_values, float)
+    m = np.eye(4)
+    m[:3, :3] = np.diag([px, px, 1.0])
+    shift_c = np.array([center[0], center[1], 0.0]) - np.array([px, px, 0]) * (n - 1) / 2.0
+    rot = rotation_matrix(yaw_deg=yaw, roll_deg=roll)
+    mids, heights = [], []
+    for z in zs:
+        m[:3, 3] = shift_c + np.array([0, 0, z])
+        sl = resample(volume, m, (1, n, n), rotation_ras=np.linalg.inv(rot), center_ras=center)[0]
+        bone = ndimage.binary_closing(sl > 250, structure=np.ones((3, 3), bool))
+        cranium = ndimage.binary_fill_holes(bone) & ~bone
+        core = ndimage.binary_erosion(cranium, iterations=int(10.0 / px))  # no outline edges
+        if core.sum() * px * px < 1500.0:
+            continue
+        img = window(sl, "brain")
+        img = (img - ndimage.gaussian_filter(img, 3.0)) * ndimage.gaussian_filter(core.astype(np.float32), 2.0)
+        spec = np.fft.rfft(img, axis=1)
+        flipped = np.fft.rfft(img[:, ::-1], axis=1)
+        corr = np.fft.irfft((spec * np.conj(flipped)).sum(axis=0), n=n)
+        corr = np.roll(corr, n // 2)
+        s = int(np.argmax(corr))
+        if 0 < s < n - 1:  # parabolic sub-pixel peak
+            d = corr[s - 1] - 2 * corr[s] + corr[s + 1]
+            s = s + (0.5 * (corr[s - 1] - corr[s + 1]) / d if d != 0 else 0.0)
+        # image columns run along +x (R) here; symmetric about x0 ⇔ correlation peak at 2·x0
+        mids.append((s - n // 2) * px / 2.0)
+        heights.append(z)
+    if len(mids) < 3:
+        return 0.0, float(center[0])
+    mids, heights = np.array(mids), np.array(heights)
+    keep = np.abs(mids - np.median(mids)) <= max(3.0, 2.5 * np.median(np.abs(mids - np.median(mids))))
+    if keep.sum() < 3 or np.ptp(heights[keep]) < 20:
+        return 0.0, float(center[0])
+    slope, intercept = np.polyfit(heights[keep] - center[2], mids[keep], 1)
+    # midline offsets are in the un-yawed frame; x offset at the centre height moves the centre
+    offset = rot @ np.array([intercept, 0.0, 0.0])
+    return float(np.degrees(np.arctan(slope))), float(center[0] + offset[0])
 
-    Axes: i runs R→L? No: i runs towards +R is avoided so images look radiological: i → L, j → P
-    (like DICOM axial slices), k → S.
+
+def aligned_grid(alignment: Alignment, spacing=(2.0, 2.0, 5.0), size=(128, 128, 40)):
+    """IJK→RAS and shape (k, j, i) of an aligned grid of `size` (i, j, k) centred on the head.
+
+    Axes as in a DICOM axial series: i → left, j → posterior, k → superior.
     """
     sp = np.asarray(spacing, float)
     n = np.asarray(size, int)
@@ -260,3 +303,77 @@ def head_crop(head: np.ndarray, margin: float = 0.06) -> HeadCrop:
     side = int(round(max(j1 - j0, i1 - i0) * (1 + 2 * margin)))
     cj, ci = (j0 + j1) / 2.0, (i0 + i1) / 2.0
     return HeadCrop(int(round(cj - side / 2.0)), int(round(ci - side / 2.0)), max(side, 16))
+
+
+# --- the grids the networks read ---------------------------------------------------------------
+AXIAL_CROP_SIZE = 256  # head crop for the U-Net; the MIL network reads it at half size
+CASCADE_SPACING = (2.0, 2.0, 5.0)  # mm: 5 mm axial slices as in paper 000, 2 mm in-plane
+CASCADE_SIZE = (128, 128, 40)  # (i, j, k): 256 × 256 × 200 mm around the head centre
+
+
+def labels_to_crop(crop: HeadCrop, labels: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour crop of an integer label map (k, j, i) → (k, size, size)."""
+    k, h, w = labels.shape
+    pad = np.zeros((k, crop.side, crop.side), labels.dtype)
+    js, je = max(0, crop.j0), min(h, crop.j0 + crop.side)
+    is_, ie = max(0, crop.i0), min(w, crop.i0 + crop.side)
+    pad[:, js - crop.j0:je - crop.j0, is_ - crop.i0:ie - crop.i0] = labels[:, js:je, is_:ie]
+    idx = ((np.arange(size) + 0.5) * crop.side / size).astype(int)
+    return pad[:, idx][:, :, idx]
+
+
+def cascade_grid(volume: CTVolume, alignment: Alignment, array=None, linear=True):
+    """The aligned 5 mm cascade grid: (HU or labels (k, j, i), its IJK→RAS matrix)."""
+    m, shape = aligned_grid(alignment, CASCADE_SPACING, CASCADE_SIZE)
+    default = -1000.0 if array is None else 0
+    out = resample(volume, m, shape, array=array, linear=linear, default=default,
+                   rotation_ras=alignment.rotation, center_ras=alignment.center)
+    return out, m
+
+
+class PreparedScan:
+    """One input volume's shared preprocessing, computed once and reused by every method in a run:
+    head mask, head crop (256 and 128), brain mask, alignment and the cascade grid."""
+
+    def __init__(self, volume: CTVolume):
+        self.volume = volume
+        self._cache = {}
+
+    def _get(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    @property
+    def is_2d(self):
+        return self.volume.shape[0] < 3
+
+    @property
+    def head(self) -> np.ndarray:
+        return self._get("head", lambda: head_mask(self.volume.hu))
+
+    @property
+    def crop(self) -> HeadCrop:
+        return self._get("crop", lambda: head_crop(self.head))
+
+    def crop_hu(self, size: int = AXIAL_CROP_SIZE) -> np.ndarray:
+        """(k, size, size) HU of the head crop; 128 is the 256 crop mean-pooled 2×2 (as in training)."""
+        if size == AXIAL_CROP_SIZE:
+            return self._get("crop256", lambda: self.crop.extract(self.volume.hu, AXIAL_CROP_SIZE))
+        if size == AXIAL_CROP_SIZE // 2:
+            def half():
+                import torch
+                import torch.nn.functional as F
+
+                t = torch.from_numpy(self.crop_hu(AXIAL_CROP_SIZE))[:, None]
+                return F.avg_pool2d(t, 2)[:, 0].numpy()
+            return self._get("crop128", half)
+        return self._get(f"crop{size}", lambda: self.crop.extract(self.volume.hu, size))
+
+    @property
+    def alignment(self) -> Alignment:
+        return self._get("alignment", lambda: estimate_alignment(self.volume, self.head))
+
+    def cascade_grid(self):
+        """(HU on the aligned cascade grid (k, j, i), its IJK→RAS)."""
+        return self._get("cascade", lambda: cascade_grid(self.volume, self.alignment))

@@ -1,0 +1,59 @@
+"""Weakly supervised MIL detector (paper 001): slice classifier → likelihood map → local maxima.
+
+Every axial slice of the head crop is read at 128×128 (three channels from the "mil-code" window
+configuration) in batches; the likelihood map (sigmoid of the max-pool logit map, or the attention
+weights) is resized to the 256 crop grid where the detector runs with (h, T, d) from the catalogue
+(d in pixels of that grid, ~0.8 mm); points outside the head mask are dropped; the map is pasted
+back onto the input grid as the likelihood volume.
+"""
+import numpy as np
+
+from ..detector import detect_peaks
+from ..findings import PointFinding, Results
+from ..networks import MILNet
+from ..preprocessing import AXIAL_CROP_SIZE, channels_torch
+from .base import Method
+
+
+class WeaklySupervisedDetector(Method):
+    name = "mil"
+
+    def build(self, state):
+        self.variant = self.entry.input.get("variant", "maxpool")
+        self.net = MILNet(self.variant)
+        self.net.load_state_dict(state)
+        self.net.eval().to(self.device)
+
+    def networks(self):
+        return [self.net]
+
+    def run(self, scan, progress=None):
+        import torch.nn.functional as F
+
+        vol = scan.volume
+        size_in = int(self.entry.input.get("size", 128))
+        hu = scan.crop_hu(size_in)
+
+        def infer(x):
+            prob, lmap = self.net.likelihood(channels_torch(x, "mil-code"))
+            lmap = F.interpolate(lmap[:, None], size=(AXIAL_CROP_SIZE, AXIAL_CROP_SIZE), mode="bilinear",
+                                 align_corners=False)[:, 0]
+            return prob, lmap
+
+        probs, maps = self.batched(infer, hu, batch=32, progress=progress, label="MIL")
+        det = self.params["detector"]
+        head_crop = scan.crop.extract(scan.head.astype(np.float32), AXIAL_CROP_SIZE) > 0.5
+        res = Results(input=vol.name, volume=vol)
+        for k in range(len(maps)):
+            rows, cols, vals = detect_peaks(maps[k], det["h"], det["T"], det["d"], mask=head_crop[k])
+            if not len(rows):
+                continue
+            jj, ii = scan.crop.crop_to_native(rows, cols, AXIAL_CROP_SIZE)
+            ras = vol.ijk_to_ras_points(np.column_stack([ii, jj, np.full(len(ii), k)]))
+            for p, v in zip(ras, vals):
+                res.points.append(PointFinding("mil", p, float(v), k))
+        scale = maps.reshape(len(maps), -1).max(axis=1)[:, None, None] if self.variant == "attention" else 1.0
+        norm = maps / np.maximum(scale, 1e-12) * (probs[:, None, None] if self.variant == "attention" else 1.0)
+        res.likelihood = scan.crop.paste(norm.astype(np.float32), vol.shape)
+        res.slice_scores["mil"] = [float(p) for p in probs]
+        return res

@@ -1,0 +1,206 @@
+"""Volume node ↔ CTVolume, and Results → MRML nodes, identically in Slicer and on slicer-core.
+
+Outputs of one run sit in a subject-hierarchy folder named after the input and the run; a new run
+adds a new folder and never touches earlier ones (or the user's edits of them).
+"""
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+from .findings import ICH_INFO, Results, subtype_info, terminology_entry
+from .volume import CTVolume
+
+
+def _slicer():
+    import slicer
+    import slicer.util  # noqa: F401
+
+    return slicer
+
+
+def volume_from_node(node) -> CTVolume:
+    """A scalar volume node (any orientation) → CTVolume in HU."""
+    slicer = _slicer()
+    import vtk
+
+    arr = slicer.util.arrayFromVolume(node)
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    ijk_to_ras = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    vol = CTVolume(np.array(arr, dtype=np.float32), ijk_to_ras, name=node.GetName())
+    vol.hu = np.where(vol.hu <= -1900, -1000.0, vol.hu).astype(np.float32)  # scanner padding → air
+    return vol
+
+
+def volume_to_node(volume: CTVolume, name=None, array=None, scene=None):
+    slicer = _slicer()
+    node = slicer.util.addVolumeFromArray(volume.hu if array is None else array, volume.ijk_to_ras,
+                                          name or volume.name)
+    return node
+
+
+class OutputNodes(dict):
+    """name → node of one run, plus the subject-hierarchy folder item."""
+    folder_item: int = 0
+
+
+def results_to_nodes(results: Results, reference_node, run_label: Optional[str] = None, scene=None) -> OutputNodes:
+    """Create the run's nodes: 'ICH points', one ROI per box, 'ICH segmentation', 'ICH likelihood',
+    'ICH findings' (table), all in a new subject-hierarchy folder."""
+    slicer = _slicer()
+    scene = scene or slicer.mrmlScene
+    sh = scene.GetSubjectHierarchyNode()
+    run_label = run_label or time.strftime("%Y-%m-%d %H:%M:%S")
+    folder = sh.CreateFolderItem(sh.GetSceneItemID(), f"ICH {reference_node.GetName()} {run_label}")
+    nodes = OutputNodes()
+    nodes.folder_item = folder
+
+    def place(key, node):
+        nodes[key] = node
+        item = sh.GetItemByDataNode(node)
+        if item:
+            sh.SetItemParent(item, folder)
+        else:
+            sh.CreateItem(folder, node)
+        return node
+
+    if results.points or any(r.method == "mil" for r in results.runs):
+        place("points", _points_node(scene, results))
+    for n, box in enumerate(results.boxes, start=1):
+        place(f"box{n}", _roi_node(scene, box, n))
+    if results.lesion_labels is not None:
+        place("segmentation", _segmentation_node(scene, results, reference_node))
+    if results.likelihood is not None:
+        place("likelihood", _likelihood_node(scene, results))
+    place("table", _table_node(scene, results))
+    return nodes
+
+
+def _points_node(scene, results):
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "ICH points")
+    node.CreateDefaultDisplayNodes()
+    for p in results.points:
+        info = subtype_info(p.subtype)
+        idx = node.AddControlPoint(*[float(v) for v in p.ras])
+        node.SetNthControlPointLabel(idx, f"{p.subtype or 'ICH'} p={p.probability:.2f}")
+        node.SetNthControlPointDescription(idx, f"{p.method}, {info.name}, slice {p.slice}")
+    colors = {subtype_info(p.subtype).color for p in results.points} or {ICH_INFO.color}
+    node.GetDisplayNode().SetSelectedColor(*sorted(colors)[0])
+    node.GetDisplayNode().SetColor(*sorted(colors)[0])
+    node.SetLocked(True)
+    return node
+
+
+def _roi_node(scene, box, n):
+    import vtk
+
+    info = subtype_info(box.subtype)
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", f"ICH box {n} {box.subtype or 'ICH'} p={box.probability:.2f}")
+    node.CreateDefaultDisplayNodes()
+    m = vtk.vtkMatrix4x4()
+    rot = np.asarray(box.orientation_ras)
+    for r in range(3):
+        for c in range(3):
+            m.SetElement(r, c, float(rot[r, c]))
+        m.SetElement(r, 3, float(box.center_ras[r]))
+    node.SetAndObserveObjectToNodeMatrix(m)
+    node.SetCenter(*[float(v) for v in box.center_ras])
+    node.SetSize(*[float(v) for v in box.size_mm])
+    node.GetDisplayNode().SetSelectedColor(*info.color)
+    node.GetDisplayNode().SetColor(*info.color)
+    node.SetDescription(f"{box.method}: {info.name}, probability {box.probability:.2f}")
+    return node
+
+
+def _segmentation_node(scene, results, reference_node):
+    slicer = _slicer()
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "ICH segmentation")
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
+    seg = node.GetSegmentation()
+    volumes = {}
+    for seg_f in results.segments:
+        volumes[seg_f.subtype or "ICH"] = volumes.get(seg_f.subtype or "ICH", 0.0) + seg_f.volume_ml
+    for code, mask in results.subtype_masks().items():
+        info = subtype_info(None if code == "ICH" else code)
+        sid = seg.AddEmptySegment(code, f"{info.name} ({volumes.get(code, 0.0):.1f} mL)", list(info.color))
+        segment = seg.GetSegment(sid)
+        segment.SetTag(segment.GetTerminologyEntryTagName(), terminology_entry(None if code == "ICH" else code))
+        slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), node, sid, reference_node)
+    return node
+
+
+def _likelihood_node(scene, results):
+    slicer = _slicer()
+    node = slicer.util.addVolumeFromArray(results.likelihood.astype(np.float32), results.volume.ijk_to_ras,
+                                          "ICH likelihood")
+    display = node.GetDisplayNode()
+    if display is not None:
+        display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeRainbow")
+        display.SetAutoWindowLevel(False)
+        display.SetWindowLevelMinMax(0.0, 1.0)
+        display.SetLowerThreshold(0.2)
+        display.SetApplyThreshold(1)
+    try:  # shown over the CT where there are slice views (the application); a no-op headless
+        slicer.util.setSliceViewerLayers(foreground=node, foregroundOpacity=0.4)
+    except Exception:  # noqa: BLE001
+        pass
+    return node
+
+
+def _table_node(scene, results):
+    import vtk
+
+    node = scene.AddNewNodeByClass("vtkMRMLTableNode", "ICH findings")
+    table = node.GetTable()
+    rows = results.table_rows()
+    for col in Results.CSV_COLUMNS:
+        numeric = col not in ("method", "kind", "subtype")
+        arr = vtk.vtkDoubleArray() if numeric else vtk.vtkStringArray()
+        arr.SetName(col)
+        for r in rows:
+            v = r[col]
+            if numeric:
+                arr.InsertNextValue(float(v) if v not in ("", None) else float("nan"))
+            else:
+                arr.InsertNextValue(str(v))
+        table.AddColumn(arr)
+    node.Modified()
+    return node
+
+
+def write_node(node, path: Path):
+    """Write a node with Slicer's own storage node (markups JSON in LPS, .seg.nrrd, .nrrd)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = node.CreateDefaultStorageNode()
+    if storage is None:
+        raise RuntimeError(f"no storage node for {node.GetClassName()} (is the Markups logic registered?)")
+    storage.SetFileName(str(path))
+    if hasattr(storage, "SetUseCompression"):
+        storage.SetUseCompression(True)
+    if not storage.WriteData(node):
+        raise RuntimeError(f"Slicer's storage node could not write {path.name}")
+    scene = node.GetScene()
+    if scene is not None:
+        scene.AddNode(storage)
+        node.SetAndObserveStorageNodeID(storage.GetID())
+    return path
+
+
+def write_outputs(nodes: Dict[str, object], folder: Path):
+    """points.mrk.json, boxes/*.mrk.json, segmentation.seg.nrrd, likelihood.nrrd under folder."""
+    folder = Path(folder)
+    written = []
+    for key, node in nodes.items():
+        if key == "points":
+            written.append(write_node(node, folder / "points.mrk.json"))
+        elif key.startswith("box"):
+            written.append(write_node(node, folder / "boxes" / f"{int(key[3:]):02d}.mrk.json"))
+        elif key == "segmentation":
+            written.append(write_node(node, folder / "segmentation.seg.nrrd"))
+        elif key == "likelihood":
+            written.append(write_node(node, folder / "likelihood.nrrd"))
+    return written

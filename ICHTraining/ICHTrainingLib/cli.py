@@ -1,0 +1,155 @@
+"""`ich-train`, `ich-tune`, `ich-evaluate`: train every model, tune the MIL detector, score the papers' protocols."""
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from ICHLocalizationLib.models import Catalogue, ModelEntry, ModelError, models_dir
+from ICHLocalizationLib.volume import InputError
+
+
+def _fail(prog, msg, code=2):
+    print(f"{prog}: {msg}", file=sys.stderr)
+    return code
+
+
+def parse_seeds(text):
+    """'1-100,150' → [1..100, 150]"""
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if "-" in part:
+            a, b = part.split("-")
+            out += list(range(int(a), int(b) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def load_training_records(spec: str, cache: str, workers: int = 2):
+    """--data 'phantom:1-120' (more readers: see datasets/)."""
+    from .datasets import load_dataset_records
+
+    return load_dataset_records(spec, cache, workers)
+
+
+def train_main(argv=None):
+    ap = argparse.ArgumentParser(prog="ich-train", description="Train a model of the extension.")
+    ap.add_argument("method", choices=("mil", "unet", "cascade"))
+    ap.add_argument("--variant", choices=("maxpool", "attention"), default="maxpool", help="MIL pooling")
+    ap.add_argument("--data", default="phantom:1-120", help="dataset spec, e.g. phantom:1-120 or ctich:/path")
+    ap.add_argument("--cache", default="cache", help="folder for preprocessed slices")
+    ap.add_argument("--out", required=True, help="run folder (checkpoints, weights, card)")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--folds", type=int, default=1, help="U-Net: patient-level K-fold cross-validation")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--max-batches", type=int, help="cap batches per epoch (quick runs)")
+    ap.add_argument("--register", action="store_true", help="add the trained model to the catalogue in --models")
+    ap.add_argument("--models", help="catalogue folder for --register (default: the bundled one)")
+    args = ap.parse_args(argv)
+    from .train import TrainConfig, run_training
+
+    cfg = TrainConfig(method=args.method, out=args.out, variant=args.variant, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, device=args.device, max_batches=args.max_batches,
+                      folds=args.folds, data=[args.data],
+                      command="ich-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
+    try:
+        records = load_training_records(args.data, args.cache, args.workers)
+        entry = run_training(records, cfg)
+        if args.register:
+            register(models_dir(args.models), entry, Path(args.out))
+    except (InputError, ModelError, ValueError) as exc:
+        return _fail("ich-train", str(exc))
+    print(json.dumps(entry.metrics, indent=1))
+    return 0
+
+
+def register(directory: Path, entry: ModelEntry, run_dir: Path):
+    """Copy a trained model's files next to the catalogue and add (or replace) its entry.
+    Holds a lock so that trainings running side by side do not lose each other's entries."""
+    import shutil
+    from contextlib import ExitStack
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        try:
+            import fcntl
+
+            lock = stack.enter_context(open(directory / ".catalogue.lock", "w"))
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except ImportError:  # Windows: no advisory lock; register one model at a time
+            pass
+        cat = Catalogue.load(directory) if (directory / Catalogue.FILE).exists() else Catalogue([], directory)
+        for spec in entry.files.values():
+            src = run_dir / spec["file"]
+            if src.resolve() != (directory / spec["file"]).resolve():
+                shutil.copy2(src, directory / spec["file"])
+        entry.directory = directory
+        cat.upsert(entry)
+        cat.save()
+    return entry
+
+
+def tune_main(argv=None):
+    ap = argparse.ArgumentParser(prog="ich-tune", description="Bayesian optimization of the MIL detector (h, T, d).")
+    ap.add_argument("--data", default="phantom:121-150", help="validation scans (never seeds 9001-9010)")
+    ap.add_argument("--cache", default="cache")
+    ap.add_argument("--models", help="catalogue folder")
+    ap.add_argument("--model", help="model id (default: the MIL default)")
+    ap.add_argument("--init", type=int, default=10)
+    ap.add_argument("--iter", type=int, default=150)
+    ap.add_argument("--save", action="store_true", help="write the tuned (h, T, d) into the catalogue entry")
+    args = ap.parse_args(argv)
+    from .tune_detector import tune
+
+    try:
+        cat = Catalogue.load(args.models)
+        entry = cat.get("mil", args.model)
+        records = load_training_records(args.data, args.cache)
+        best = tune(entry, records, init_points=args.init, n_iter=args.iter)
+        if args.save:
+            entry.params["detector"] = {k: best[k] for k in ("h", "T", "d")}
+            entry.metrics["tuning"] = {"data": args.data, "dice": best["dice"], "iterations": args.init + args.iter}
+            cat.save()
+    except (InputError, ModelError, ValueError) as exc:
+        return _fail("ich-tune", str(exc))
+    print(json.dumps(best, indent=1))
+    return 0
+
+
+def evaluate_main(argv=None):
+    ap = argparse.ArgumentParser(prog="ich-evaluate", description="Score models with the papers' protocols.")
+    ap.add_argument("--data", required=True, help="phantom:9001-9010, ctich-slices:DIR, kaggle:DIR, …")
+    ap.add_argument("--methods", default="cascade,mil,unet")
+    ap.add_argument("--models", help="catalogue folder")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", help="write report.md and report.json here")
+    ap.add_argument("--bootstrap", type=int, default=1000, help="patient bootstrap resamples for 95 % CIs")
+    args = ap.parse_args(argv)
+    from .evaluate import evaluate_dataset
+
+    t0 = time.time()
+    try:
+        report = evaluate_dataset(args.data, [m.strip() for m in args.methods.split(",") if m.strip()],
+                                  models=args.models, device=args.device, bootstrap=args.bootstrap)
+    except (InputError, ModelError, ValueError) as exc:
+        return _fail("ich-evaluate", str(exc))
+    md = report.markdown()
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.md").write_text(md)
+        (out / "report.json").write_text(json.dumps(report.to_json(), indent=1))
+    print(md)
+    print(f"({time.time() - t0:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # `python -m ICHTrainingLib.cli METHOD …` (the Slicer module's background process)
+    sys.exit(train_main())

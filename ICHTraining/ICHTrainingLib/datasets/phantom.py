@@ -1,0 +1,90 @@
+"""Phantom reader: draws phantom scans and caches what the trainers read (one .npz per seed).
+
+Per scan: the axial head crop (HU, float16) with a subtype label map, per-slice subtype labels,
+and the aligned cascade grid with its label map — made by the same preprocessing functions that
+the methods use at inference, so training and inference read identical inputs.
+"""
+from pathlib import Path
+from typing import Iterable, List
+
+import numpy as np
+
+from ICHLocalizationLib.findings import SUBTYPES
+from ICHLocalizationLib.phantom import RESERVED_SEEDS, generate
+from ICHLocalizationLib.preprocessing import (AXIAL_CROP_SIZE, cascade_grid, estimate_alignment, head_crop,
+                                              head_mask, labels_to_crop)
+
+
+def subtype_map(mask: np.ndarray, lesions) -> np.ndarray:
+    """Lesion-id mask → subtype index map (0 background, 1..5 in SUBTYPES order)."""
+    lut = np.zeros(256, np.uint8)
+    for les in lesions:
+        lut[les["id"]] = 1 + SUBTYPES.index(les["subtype"])
+    return lut[mask]
+
+
+def scan_record(volume, labels: np.ndarray, patient: str):
+    """Everything a trainer reads of one labelled scan (labels: subtype index map on the volume grid)."""
+    head = head_mask(volume.hu)
+    crop = head_crop(head)
+    crop_hu = crop.extract(volume.hu, AXIAL_CROP_SIZE)
+    crop_labels = labels_to_crop(crop, labels, AXIAL_CROP_SIZE)
+    slice_subtypes = np.stack([(labels == i + 1).any(axis=(1, 2)) for i in range(len(SUBTYPES))], axis=1)
+    alignment = estimate_alignment(volume, head)
+    casc_hu, _ = cascade_grid(volume, alignment)
+    casc_labels, _ = cascade_grid(volume, alignment, array=labels, linear=False)
+    return {"patient": patient, "crop_hu": crop_hu.astype(np.float16), "crop_labels": crop_labels.astype(np.uint8),
+            "slice_subtypes": slice_subtypes, "casc_hu": casc_hu.astype(np.float16),
+            "casc_labels": casc_labels.astype(np.uint8)}
+
+
+def _build_one(args):
+    seed, path = args
+    if Path(path).exists():
+        return path
+    import torch
+
+    torch.set_num_threads(1)  # one scan per process
+    ph = generate(seed)
+    rec = scan_record(ph.volume, subtype_map(ph.mask, ph.lesions), f"phantom-{seed}")
+    tmp = Path(str(path) + ".tmp.npz")
+    np.savez_compressed(tmp, **rec)
+    tmp.rename(path)
+    return path
+
+
+def build_cache(seeds: Iterable[int], cache_dir, workers: int = 2, progress=True) -> List[Path]:
+    """Generate and preprocess phantoms (skipping those already cached); refuses reserved seeds."""
+    seeds = list(seeds)
+    reserved = [s for s in seeds if s in RESERVED_SEEDS]
+    if reserved:
+        raise ValueError(f"seeds {reserved} are reserved for the acceptance checks: never train or tune on them")
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(s, cache_dir / f"phantom-{s}.npz") for s in seeds]
+    if workers > 1:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(workers) as pool:
+            it = pool.imap(_build_one, jobs)
+            paths = list(_progress(it, len(jobs), progress))
+    else:
+        paths = [_build_one(j) for j in _progress(jobs, len(jobs), progress)]
+    return [Path(p) for p in paths]
+
+
+def _progress(it, total, enabled):
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, total=total, desc="phantoms", unit="scan")
+
+
+def load_records(paths) -> List[dict]:
+    out = []
+    for p in paths:
+        with np.load(p) as z:
+            out.append({k: z[k] for k in z.files})
+            out[-1]["patient"] = str(out[-1]["patient"])
+    return out

@@ -1,0 +1,479 @@
+"""Trainers, one per network family: MIL classifier, U-Net (+ slice gate), three-plane cascade.
+
+Every trainer reads records (see datasets/phantom.py: the axial head crop, per-slice subtypes and
+the aligned cascade grid, all with patient ids), splits them by patient, checkpoints every epoch
+(`checkpoint.pt`, resumable), and writes `model.pt` (weights only) and `card.json` (data, command,
+metrics). Run under `torchrun --nproc_per_node N` for distributed data parallelism (gloo on CPU,
+NCCL on GPU); rank 0 writes the files.
+"""
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ICHLocalizationLib.findings import SUBTYPES
+from ICHLocalizationLib.methods.cascade3d import NETS as CASCADE_NETS, PLANES, plane_slices
+from ICHLocalizationLib.models import choose_device, file_sha256
+from ICHLocalizationLib.networks import MILNet, SliceClassifier, build_unet
+from ICHLocalizationLib.networks.classifier import ClassifierBank
+from ICHLocalizationLib.preprocessing import channels_torch
+
+from .augment import slice_augmentation
+
+
+
+@dataclass
+class TrainConfig:
+    method: str  # mil | unet | cascade
+    out: str
+    variant: str = "maxpool"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-8
+    val_fraction: float = 0.15
+    device: str = "auto"
+    seed: int = 0
+    max_batches: Optional[int] = None  # per epoch; short runs for tests
+    fold: int = 0
+    folds: int = 1
+    data: List[str] = field(default_factory=list)  # description of the training data
+    command: str = ""
+
+
+# --- splits and the training loop ------------------------------------------------------------------
+def split_by_patient(records, val_fraction=0.15, seed=0, fold=0, folds=1):
+    """(train, val) with no patient in both (paper 004's lesson). folds > 1: K-fold by patient."""
+    patients = sorted({r["patient"] for r in records})
+    rng = np.random.default_rng(seed)
+    rng.shuffle(patients)
+    if folds > 1:
+        val_p = set(patients[fold::folds])
+    else:
+        n_val = max(1, int(round(len(patients) * val_fraction))) if len(patients) > 1 else 0
+        val_p = set(patients[:n_val])
+    return [r for r in records if r["patient"] not in val_p], [r for r in records if r["patient"] in val_p]
+
+
+def _dist():
+    """(rank, world) under torchrun, else (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", "0")), world
+
+
+def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate: Callable, name="model",
+        progress: Callable = None):
+    """Adam + step decay (×0.1 at 2/3 and 5/6 of the epochs, as the MIL authors' 20/25 of 30).
+
+    batches(epoch, rng) yields (inputs, targets) on the CPU; validate(model) → dict of metrics.
+    Resumes from out/<name>.checkpoint.pt. Returns the history.
+    """
+    rank, world = _dist()
+    device = choose_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.to(device)
+    train_model = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    milestones = sorted({max(1, int(cfg.epochs * 2 / 3)), max(1, int(cfg.epochs * 5 / 6))})
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+    ckpt = out / f"{name}.checkpoint.pt"
+    history, start = [], 0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history, start = state["history"], int(state["epoch"]) + 1
+        _log(rank, f"{name}: resuming after epoch {start}")
+    for epoch in range(start, cfg.epochs):
+        rng = np.random.default_rng(cfg.seed * 1000 + epoch)
+        train_model.train()
+        t0, losses = time.time(), []
+        for b, (x, y) in enumerate(batches(epoch, rng)):
+            if b % world != rank:
+                continue  # each process takes every world-th batch
+            if cfg.max_batches and len(losses) >= cfg.max_batches:
+                break
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True) if torch.is_tensor(y) else y
+            loss = loss_fn(train_model, x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            if progress:
+                progress(epoch, b, float(loss))
+        sched.step()
+        model.eval()
+        with torch.inference_mode():
+            metrics = validate(model) if rank == 0 else {}
+        entry = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else math.nan,
+                 "seconds": round(time.time() - t0, 1), **metrics}
+        history.append(entry)
+        if rank == 0:
+            _log(rank, f"{name} epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items() if k != "epoch"))
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "history": history, "epoch": epoch}, tmp)
+            tmp.replace(ckpt)
+    model.to("cpu")
+    return history
+
+
+def _log(rank, msg):
+    if rank == 0:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def write_model(out: Path, name: str, state: dict, card: dict):
+    """model weights (state dict only) + card.json with their sha256."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.pt"
+    torch.save(state, path)
+    card = dict(card, file=path.name, sha256=file_sha256(path))
+    (out / f"{name}.card.json").write_text(json.dumps(card, indent=1, default=_json_default))
+    return path, card
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o))
+
+
+# --- shared sampling -------------------------------------------------------------------------------
+def _stack_hu(slices) -> torch.Tensor:
+    return torch.from_numpy(np.stack([np.asarray(s, np.float32) for s in slices]))
+
+
+def _augment_batch(aug, images, labels=None):
+    xs, ys = [], []
+    for n, img in enumerate(images):
+        d = {"image": np.asarray(img, np.float32)[None]}
+        if labels is not None:
+            d["label"] = np.asarray(labels[n], np.float32)[None]
+        d = aug(d)
+        xs.append(np.asarray(d["image"])[0])
+        if labels is not None:
+            ys.append(np.asarray(d["label"])[0])
+    return xs, ys
+
+
+def _half(hu):
+    """256 crop → 128 (2×2 mean), the MIL and gate input size."""
+    t = torch.as_tensor(np.asarray(hu, np.float32))
+    return F.avg_pool2d(t[:, None], 2)[:, 0]
+
+
+def slice_auc(labels, scores):
+    labels, scores = np.asarray(labels, bool), np.asarray(scores, float)
+    pos, neg = scores[labels], scores[~labels]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    ranks = np.empty(len(order))
+    allv = np.concatenate([pos, neg])[order]
+    # average ranks for ties
+    i = 0
+    while i < len(allv):
+        j = i
+        while j + 1 < len(allv) and allv[j + 1] == allv[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1
+        i = j + 1
+    return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+# --- MIL -------------------------------------------------------------------------------------------
+def train_mil(records, cfg: TrainConfig, progress=None):
+    """Slice labels only ('any ICH'), weighted BCE, the paper's augmentations, 128×128 input."""
+    torch.manual_seed(cfg.seed)
+    train, val = split_by_patient(records, cfg.val_fraction, cfg.seed)
+    items = [(r, k) for r in train for k in range(len(r["slice_subtypes"]))]
+    labels = np.array([bool(r["slice_subtypes"][k].any()) for r, k in items])
+    pos_weight = torch.tensor(max(1.0, (~labels).sum() / max(1, labels.sum())))
+    aug = slice_augmentation(with_label=False, seed=cfg.seed)
+    model = MILNet(cfg.variant)
+
+    def batches(epoch, rng):
+        order = rng.permutation(len(items))
+        for s in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
+            idx = order[s:s + cfg.batch_size]
+            hu = _half(np.stack([items[i][0]["crop_hu"][items[i][1]] for i in idx]))
+            xs, _ = _augment_batch(aug, hu.numpy())
+            yield channels_torch(_stack_hu(xs), "mil-code"), torch.from_numpy(labels[idx].astype(np.float32))
+
+    def loss_fn(m, x, y):
+        logit, _ = m(x)
+        return F.binary_cross_entropy_with_logits(logit, y, pos_weight=pos_weight.to(x.device))
+
+    def validate(m):
+        ys, ps = [], []
+        for r in val:
+            x = channels_torch(_half(r["crop_hu"]), "mil-code").to(next(m.parameters()).device)
+            logit, _ = m(x)
+            ps += torch.sigmoid(logit).cpu().tolist()
+            ys += r["slice_subtypes"].any(axis=1).tolist()
+        acc = float(np.mean((np.array(ps) > 0.5) == np.array(ys))) if ys else math.nan
+        return {"val_auc": slice_auc(ys, ps), "val_acc": acc}
+
+    history = fit(model, cfg, batches, loss_fn, validate, name=f"mil-{cfg.variant}", progress=progress)
+    return model, history, val
+
+
+# --- U-Net with its slice gate ----------------------------------------------------------------------
+UNET_PATCH = 128
+
+
+def _unet_patches(records, n, rng, aug):
+    """Paper 003's sampling: patches around bleeds (positive oversampling) plus random patches."""
+    pos_slices = [(r, k) for r in records for k in np.nonzero(r["crop_labels"].any(axis=(1, 2)))[0]]
+    all_slices = [(r, k) for r in records for k in range(len(r["slice_subtypes"]))]
+    imgs, labs = [], []
+    size = records[0]["crop_hu"].shape[-1]
+    half = UNET_PATCH // 2
+    for i in range(n):
+        positive = pos_slices and i % 3 != 2
+        r, k = pos_slices[rng.integers(len(pos_slices))] if positive else all_slices[rng.integers(len(all_slices))]
+        lab = r["crop_labels"][k]
+        if positive:
+            jj, ii = np.nonzero(lab)
+            c = rng.integers(len(jj))
+            cj, ci = jj[c] + rng.integers(-40, 41), ii[c] + rng.integers(-40, 41)
+        else:
+            cj, ci = rng.integers(half, size - half + 1, 2)
+        j0 = int(np.clip(cj - half, 0, size - UNET_PATCH))
+        i0 = int(np.clip(ci - half, 0, size - UNET_PATCH))
+        imgs.append(r["crop_hu"][k, j0:j0 + UNET_PATCH, i0:i0 + UNET_PATCH])
+        labs.append(lab[j0:j0 + UNET_PATCH, i0:i0 + UNET_PATCH])
+    xs, ys = _augment_batch(aug, imgs, labs)
+    return channels_torch(_stack_hu(xs), "unet"), torch.from_numpy(np.round(np.stack(ys)).astype(np.int64))
+
+
+def train_unet(records, cfg: TrainConfig, progress=None, patches_per_epoch=2400):
+    """BCE + Dice (MONAI DiceCELoss over the 6 classes) on 128×128 patches of the 256 head crop."""
+    from monai.losses import DiceCELoss
+
+    torch.manual_seed(cfg.seed)
+    train, val = split_by_patient(records, cfg.val_fraction, cfg.seed, cfg.fold, cfg.folds)
+    aug = slice_augmentation(with_label=True, seed=cfg.seed)
+    model = build_unet()
+    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False)
+
+    def batches(epoch, rng):
+        for _ in range(patches_per_epoch // cfg.batch_size):
+            x, y = _unet_patches(train, cfg.batch_size, rng, aug)
+            yield x, y
+
+    def loss_fn(m, x, y):
+        return dice_ce(m(x), y[:, None])
+
+    def validate(m):
+        return {"val_dice": unet_dice(m, val)}
+
+    history = fit(model, cfg, batches, loss_fn, validate, name="unet", progress=progress)
+    gate, gate_history = train_gate(records, cfg, progress)
+    return model, gate, history + gate_history, val
+
+
+def unet_dice(model, records, threshold=0.5):
+    """Mean Dice over val slices with bleed (paper 003's figure), foreground = not background."""
+    device = next(model.parameters()).device
+    dices = []
+    for r in records:
+        pos = np.nonzero(r["slice_subtypes"].any(axis=1))[0]
+        if not len(pos):
+            continue
+        x = channels_torch(torch.from_numpy(r["crop_hu"][pos].astype(np.float32)), "unet").to(device)
+        prob = 1 - torch.softmax(model(x), dim=1)[:, 0].cpu().numpy()
+        pred, truth = prob >= threshold, r["crop_labels"][pos] > 0
+        inter = (pred & truth).sum(axis=(1, 2))
+        dices += list(2 * inter / np.maximum(1, pred.sum(axis=(1, 2)) + truth.sum(axis=(1, 2))))
+    return float(np.mean(dices)) if dices else math.nan
+
+
+def train_gate(records, cfg: TrainConfig, progress=None):
+    """The light slice classifier that gates the U-Net (paper 002), on the 128 head crop."""
+    gcfg = TrainConfig(**{**asdict(cfg), "epochs": max(2, cfg.epochs // 2)})
+    train, val = split_by_patient(records, cfg.val_fraction, cfg.seed, cfg.fold, cfg.folds)
+    items = [(r, k) for r in train for k in range(len(r["slice_subtypes"]))]
+    labels = np.array([bool(r["slice_subtypes"][k].any()) for r, k in items])
+    pos_weight = torch.tensor(max(1.0, (~labels).sum() / max(1, labels.sum())))
+    aug = slice_augmentation(with_label=False, seed=cfg.seed + 1)
+    model = SliceClassifier()
+
+    def batches(epoch, rng):
+        order = rng.permutation(len(items))
+        for s in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
+            idx = order[s:s + cfg.batch_size]
+            hu = _half(np.stack([items[i][0]["crop_hu"][items[i][1]] for i in idx]))
+            xs, _ = _augment_batch(aug, hu.numpy())
+            yield channels_torch(_stack_hu(xs), "unet"), torch.from_numpy(labels[idx].astype(np.float32))
+
+    def loss_fn(m, x, y):
+        return F.binary_cross_entropy_with_logits(m(x), y, pos_weight=pos_weight.to(x.device))
+
+    def validate(m):
+        ys, ps = [], []
+        for r in val:
+            x = channels_torch(_half(r["crop_hu"]), "unet").to(next(m.parameters()).device)
+            ps += torch.sigmoid(m(x)).cpu().tolist()
+            ys += r["slice_subtypes"].any(axis=1).tolist()
+        return {"gate_val_auc": slice_auc(ys, ps)}
+
+    return model, fit(model, gcfg, batches, loss_fn, validate, name="unet-gate", progress=progress)
+
+
+# --- three-plane cascade --------------------------------------------------------------------------
+def plane_labels(labels: np.ndarray, plane: str) -> np.ndarray:
+    """(n_slices, 6): any bleed, then each subtype, per slice of the plane."""
+    lab = plane_slices(labels, plane)
+    per = np.stack([(lab == i + 1).any(axis=(1, 2)) for i in range(len(SUBTYPES))], axis=1)
+    return np.concatenate([per.any(axis=1, keepdims=True), per], axis=1)
+
+
+def train_cascade(records, cfg: TrainConfig, progress=None):
+    """Per plane, a bank of six binary classifiers: 'ich' on all slices, each subtype net on the
+    bleed-positive slices only (it sees only stage-1 positives at inference)."""
+    torch.manual_seed(cfg.seed)
+    train, val = split_by_patient(records, cfg.val_fraction, cfg.seed)
+    banks, histories = {}, []
+    for plane in PLANES:
+        items, labs = [], []
+        for r in train:
+            hu = plane_slices(r["casc_hu"], plane)
+            lab = plane_labels(r["casc_labels"], plane)
+            inside = (hu > -300).mean(axis=(1, 2)) > 0.02  # slices that cut the head
+            for n in np.nonzero(inside)[0]:
+                items.append((hu, n))
+                labs.append(lab[n])
+        labs = np.array(labs)
+        pos_w = torch.tensor([max(1.0, (~labs[:, 0]).sum() / max(1, labs[:, 0].sum()))] +
+                             [max(1.0, (labs[:, 0] & ~labs[:, s]).sum() / max(1, labs[:, s].sum())) for s in range(1, 6)])
+        aug = slice_augmentation(with_label=False, seed=cfg.seed + PLANES.index(plane), rotate_deg=10.0,
+                                 spatial_axis_lr=1 if plane != "sagittal" else 0)
+        bank = ClassifierBank(CASCADE_NETS)
+
+        def batches(epoch, rng, items=items, labs=labs, aug=aug):
+            pos = np.nonzero(labs[:, 0])[0]
+            neg = np.nonzero(~labs[:, 0])[0]
+            n = min(len(neg), 2 * len(pos)) if len(pos) else len(neg)
+            order = rng.permutation(np.concatenate([pos, rng.choice(neg, n, replace=False)]))
+            for s in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
+                idx = order[s:s + cfg.batch_size]
+                xs, _ = _augment_batch(aug, [items[i][0][items[i][1]] for i in idx])
+                yield channels_torch(_stack_hu(xs), "paper000"), torch.from_numpy(labs[idx])
+
+        def loss_fn(m, x, y, pos_w=pos_w):
+            y = y.float()
+            out = m(x)
+            loss = F.binary_cross_entropy_with_logits(out["ich"], y[:, 0], pos_weight=pos_w[0].to(x.device))
+            positive = y[:, 0] > 0
+            if positive.any():
+                for s, name in enumerate(SUBTYPES, start=1):
+                    loss = loss + F.binary_cross_entropy_with_logits(out[name][positive], y[positive, s],
+                                                                     pos_weight=pos_w[s].to(x.device)) / 5.0
+            return loss
+
+        def validate(m, plane=plane):
+            return {f"{plane}_{k}": v for k, v in cascade_slice_metrics(m, val, plane).items()}
+
+        fit(bank, cfg, batches, loss_fn, validate, name=f"cascade-{plane}", progress=progress)
+        banks[plane] = bank
+        ck = Path(cfg.out) / f"cascade-{plane}.checkpoint.pt"
+        histories += torch.load(ck, map_location="cpu", weights_only=True)["history"]
+    return banks, histories, val
+
+
+def cascade_slice_metrics(bank, records, plane):
+    device = next(bank.parameters()).device
+    ys, ps = [], []
+    for r in records:
+        hu = plane_slices(r["casc_hu"], plane).astype(np.float32)
+        x = channels_torch(torch.from_numpy(hu), "paper000").to(device)
+        out = bank(x)
+        p1 = torch.sigmoid(out["ich"]).cpu().numpy()
+        ps.append(np.column_stack([p1] + [p1 * torch.sigmoid(out[s]).cpu().numpy() for s in SUBTYPES]))
+        ys.append(plane_labels(r["casc_labels"], plane))
+    if not ys:
+        return {}
+    y, p = np.concatenate(ys), np.concatenate(ps)
+    res = {"ich_auc": slice_auc(y[:, 0], p[:, 0])}
+    for s, name in enumerate(SUBTYPES, start=1):
+        if y[:, s].any():
+            res[f"{name}_auc"] = slice_auc(y[:, s], p[:, s])
+    return res
+
+
+# --- one entry point for the CLI and the Slicer module ----------------------------------------------
+CASCADE_FUSION = {"kernel": [0.25, 0.5, 0.25], "threshold": 0.5}
+
+
+def run_training(records, cfg: TrainConfig, progress=None):
+    """Train cfg.method on records; write weights + card into cfg.out; return a catalogue ModelEntry."""
+    from ICHLocalizationLib.models import ModelEntry
+
+    if not records:
+        raise ValueError("no training scans: check --data")
+    out = Path(cfg.out)
+    t0 = time.time()
+    n_train = len(split_by_patient(records, cfg.val_fraction, cfg.seed, cfg.fold, cfg.folds)[0])
+    training = {"data": cfg.data, "scans": len(records), "train_scans": n_train, "command": cfg.command,
+                "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "device": str(choose_device(cfg.device))}
+    if cfg.method == "mil":
+        model, history, _ = train_mil(records, cfg, progress)
+        state = model.state_dict()
+        name, mid = f"mil-{cfg.variant}", f"mil-{cfg.variant}-phantom"
+        inp = {"channels": "mil-code", "size": 128, "crop": "head", "variant": cfg.variant}
+        params = {"detector": dict(DEFAULT_DETECTOR[cfg.variant])}
+    elif cfg.method == "unet":
+        model, gate, history, _ = train_unet(records, cfg, progress)
+        state = {"unet": model.state_dict(), "gate": gate.state_dict()}
+        name, mid = "unet", "unet-phantom"
+        inp = {"channels": "unet", "size": 256, "gate_size": 128, "crop": "head"}
+        params = {"threshold": 0.5, "gate_threshold": 0.5, "closing_mm": 4.0, "opening_mm": 2.0, "min_volume_ml": 0.05}
+    elif cfg.method == "cascade":
+        banks, history, val = train_cascade(records, cfg, progress)
+        state = {plane: bank.state_dict() for plane, bank in banks.items()}
+        name, mid = "cascade", "cascade-phantom"
+        inp = {"channels": "paper000", "spacing_mm": [2.0, 2.0, 5.0], "size": [128, 128, 40], "aligned": True}
+        params = {"fusion": dict(CASCADE_FUSION), "stage1_threshold": 0.5, "subtype_threshold": 0.5}
+    else:
+        raise ValueError(f"unknown method {cfg.method!r}")
+    last = history[-1] if history else {}
+    metrics = {k: v for k, v in last.items() if k.startswith(("val", "gate", "axial", "coronal", "sagittal"))}
+    training["seconds"] = round(time.time() - t0, 1)
+    path, card = write_model(out, name, state, {"training": training, "history": history, "input": inp})
+    entry = ModelEntry(id=mid, method=cfg.method, version=time.strftime("%Y.%m.%d"),
+                       files={"weights": {"file": path.name, "sha256": card["sha256"]}}, input=inp, params=params,
+                       labels=_labels(cfg.method), training=training, metrics={"validation": metrics},
+                       default=cfg.method != "mil" or cfg.variant == "maxpool", directory=out)
+    (out / "entry.json").write_text(json.dumps(entry.to_json(), indent=1, default=_json_default))
+    return entry
+
+
+# Paper 001's optimum as the starting point; ich-tune replaces it with values tuned on our data.
+DEFAULT_DETECTOR = {"maxpool": {"h": 0.024, "T": 0.76, "d": 10}, "attention": {"h": 0.0038, "T": 0.024, "d": 58}}
+
+
+def _labels(method):
+    from ICHLocalizationLib.findings import ICH_INFO, SUBTYPE_INFO
+
+    infos = [ICH_INFO] if method == "mil" else [SUBTYPE_INFO[s] for s in SUBTYPES]
+    return [{"code": i.code, "name": i.name, "terminology": {"scheme": "SCT", "code": i.snomed, "meaning": i.snomed_meaning}}
+            for i in infos]

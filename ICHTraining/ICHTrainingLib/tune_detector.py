@@ -1,0 +1,69 @@
+"""Bayesian optimization of the MIL detector's (h, T, d) on a validation split (paper 001).
+
+The network's likelihood maps are computed once; each evaluation runs only the detector and
+paper 001's per-slice point-in-box protocol, maximizing Dice. Search bounds follow the authors'
+code (d ∈ [1, 60] px, rounded; attention h ∈ [0, 0.06], T ∈ [0, 0.03]); for the max-pool variant our
+map is a probability (sigmoid of the logit map), so h and T search [0, 1] instead of [0, 1.5]/[0, 2].
+"""
+import numpy as np
+
+from ICHLocalizationLib.detector import detect_peaks
+from ICHLocalizationLib.models import ModelEntry, load_state
+from ICHLocalizationLib.networks import MILNet
+from ICHLocalizationLib.preprocessing import AXIAL_CROP_SIZE, channels_torch
+
+from .evaluate import lesion_boxes_2d, point_in_box_counts
+
+BOUNDS = {"maxpool": {"h": (0.0, 1.0), "T": (0.0, 1.0), "d": (1.0, 60.0)},
+          "attention": {"h": (0.0, 0.06), "T": (0.0, 0.03), "d": (1.0, 60.0)}}
+
+
+def validation_maps(entry: ModelEntry, records, device="cpu"):
+    """Per slice: (likelihood map on the 256 crop grid, head mask, list of 2D lesion boxes)."""
+    import torch
+    import torch.nn.functional as F
+
+    net = MILNet(entry.input.get("variant", "maxpool"))
+    net.load_state_dict(load_state(entry))
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        for r in records:
+            hu = torch.from_numpy(r["crop_hu"].astype(np.float32))
+            x = F.avg_pool2d(hu[:, None], 2)[:, 0]
+            _, maps = net.likelihood(channels_torch(x, "mil-code"))
+            maps = F.interpolate(maps[:, None], size=(AXIAL_CROP_SIZE,) * 2, mode="bilinear", align_corners=False)[:, 0]
+            head = (hu > -300).numpy()
+            for k in range(len(maps)):
+                out.append((maps[k].numpy(), head[k], lesion_boxes_2d(r["crop_labels"][k] > 0)))
+    return out
+
+
+def detector_dice(slices, h, T, d):
+    tp = fp = fn = 0
+    for lmap, head, boxes in slices:
+        rows, cols, _ = detect_peaks(lmap, h, T, d, mask=head)
+        a, b, c = point_in_box_counts(np.column_stack([rows, cols]), boxes)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    return {"dice": 2 * tp / max(1, 2 * tp + fp + fn), "se": tp / max(1, tp + fn), "ppv": tp / max(1, tp + fp),
+            "tp": tp, "fp": fp, "fn": fn}
+
+
+def tune(entry: ModelEntry, records, init_points=10, n_iter=150, seed=1):
+    from bayes_opt import BayesianOptimization
+
+    variant = entry.input.get("variant", "maxpool")
+    slices = validation_maps(entry, records)
+
+    def objective(h, T, d):
+        return detector_dice(slices, h, T, int(round(d)))["dice"]
+
+    opt = BayesianOptimization(f=objective, pbounds=BOUNDS[variant], random_state=seed, verbose=0)
+    start = entry.params.get("detector")
+    if start:
+        opt.probe({"h": float(start["h"]), "T": float(start["T"]), "d": float(start["d"])}, lazy=True)
+    opt.maximize(init_points=init_points, n_iter=n_iter)
+    best = opt.max["params"]
+    result = {"h": round(float(best["h"]), 5), "T": round(float(best["T"]), 5), "d": int(round(best["d"]))}
+    result.update(detector_dice(slices, result["h"], result["T"], result["d"]))
+    return result

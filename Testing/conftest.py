@@ -1,0 +1,53 @@
+"""Shared fixtures: paths to ../shared/data, small phantoms, a slicer-core scene."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("ICH_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def shared(*parts):
+    """A path under ../shared/data, or a skip with the reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not present: {path} (tests read ../shared/data when it is there)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_phantom():
+    """A 256×256×32 phantom with three subtypes (fast to generate)."""
+    from ICHLocalizationLib.phantom import generate
+
+    return generate(101, subtypes=["IPH", "SDH", "IVH"], size=256)
+
+
+@pytest.fixture(scope="session")
+def sample_phantom():
+    """A full-size 512×512×32 phantom as the checks and the demo use it."""
+    from ICHLocalizationLib.phantom import generate
+
+    return generate(202, subtypes=["IPH", "SDH", "EDH"])
+
+
+@pytest.fixture()
+def scene():
+    from ICHLocalizationLib import headless
+
+    return headless.scene()
+
+
+def oblique_volume(shape=(12, 40, 48), spacing=(0.7, 0.9, 2.5), angles=(12.0, -7.0, 20.0), seed=0):
+    """A CTVolume with a rotated, non-isotropic grid and random HU, for geometry round trips."""
+    from ICHLocalizationLib.preprocessing import rotation_matrix
+    from ICHLocalizationLib.volume import CTVolume
+
+    rng = np.random.default_rng(seed)
+    hu = rng.integers(-1000, 1500, size=shape).astype(np.float32)
+    m = np.eye(4)
+    m[:3, :3] = rotation_matrix(*angles) @ np.diag(spacing)
+    m[:3, 3] = [-31.5, 12.25, -40.0]
+    return CTVolume(hu, m, name="oblique")

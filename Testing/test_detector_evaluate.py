@@ -1,0 +1,71 @@
+"""The MIL detector (T, d, h in the documented order) and the papers' evaluation protocols."""
+import numpy as np
+
+from ICHLocalizationLib.detector import detect_peaks
+from ICHTrainingLib.evaluate import (bootstrap_ci, box_iou, dice, lesion_boxes_2d, match_boxes, point_in_box_counts,
+                                     slice_classification, slice_dice_mean)
+
+
+def blob(shape, centre, sigma, height):
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    return height * np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2 * sigma ** 2))
+
+
+def test_threshold_distance_and_h_maxima():
+    m = blob((64, 64), (20, 20), 2, 0.9) + blob((64, 64), (20, 28), 2, 0.8) + blob((64, 64), (50, 50), 4, 0.3)
+    rows, cols, vals = detect_peaks(m, h=0.0, T=0.5, d=2)
+    assert set(zip(rows.tolist(), cols.tolist())) == {(20, 20), (20, 28)} and all(v > 0.5 for v in vals)
+    assert (50, 50) not in set(zip(rows, cols)), "below T"
+    rows_d, _, _ = detect_peaks(m, h=0.0, T=0.5, d=10)
+    assert len(rows_d) == 1, "the two close maxima merge at d = 10"
+    # h-maxima keeps only maxima that rise more than h above their surroundings
+    shallow = np.full((32, 32), 0.6) + blob((32, 32), (16, 16), 2, 0.01)
+    assert len(detect_peaks(shallow, h=0.0, T=0.5, d=1)[0]) >= 1
+    assert len(detect_peaks(shallow, h=0.05, T=0.5, d=1)[0]) == 0
+
+
+def test_peaks_at_the_border_are_kept():
+    m = blob((40, 40), (0, 20), 3, 0.9)
+    rows, cols, _ = detect_peaks(m, h=0.0, T=0.5, d=10)
+    assert list(zip(rows, cols)) == [(0, 20)]
+
+
+def test_point_in_box_hand_computed():
+    # slice with two lesions; points: one in A, two in B, one outside both
+    mask = np.zeros((20, 20), bool)
+    mask[2:5, 2:6] = True  # A rows 2-4 cols 2-5
+    mask[10:15, 10:12] = True  # B rows 10-14 cols 10-11
+    boxes = lesion_boxes_2d(mask)
+    assert boxes == [(2, 4, 2, 5), (10, 14, 10, 11)]
+    tp, fp, fn = point_in_box_counts([(3, 3), (11, 10), (14, 11), (18, 1)], boxes, margin=0)
+    assert (tp, fp, fn) == (2, 1, 0)
+    assert point_in_box_counts([], boxes) == (0, 0, 2)
+    assert point_in_box_counts([(5, 5)], []) == (0, 1, 0), "a point on a negative slice is an FP"
+
+
+def test_box_iou_and_matching():
+    a = {"min": [0, 0, 0], "max": [10, 10, 10]}
+    b = {"min": [5, 0, 0], "max": [15, 10, 10]}
+    assert np.isclose(box_iou(a, b), 500 / 1500)
+    assert box_iou(a, {"min": [20, 20, 20], "max": [30, 30, 30]}) == 0.0
+    pred = [{"bbox_ras": b}, {"bbox_ras": a}]
+    truth = [{"bbox_ras": a}]
+    matches, fps, fns = match_boxes(pred, truth, 0.4)
+    assert matches == [(1, 0, 1.0)] and fps == [0] and fns == []
+
+
+def test_dice_and_slice_metrics():
+    t = np.zeros((3, 4, 4), bool)
+    t[1, :2, :2] = True
+    p = np.zeros_like(t)
+    p[1, :2, :1] = True
+    assert np.isclose(dice(p, t), 2 * 2 / (2 + 4))
+    assert slice_dice_mean(p, t) == [dice(p[1], t[1])]
+    m = slice_classification([1, 1, 0, 0], [0.9, 0.4, 0.2, 0.6])
+    assert m["auc"] == 0.75 and m["recall"] == 0.5 and np.isclose(m["f1"], 0.5)
+
+
+def test_patient_bootstrap_brackets_the_estimate():
+    per = [{"x": v} for v in np.linspace(0, 1, 20)]
+    lo, hi = bootstrap_ci(per, lambda s: float(np.mean([r["x"] for r in s])), n=300)
+    assert lo < 0.5 < hi and hi - lo < 0.5

@@ -1,0 +1,51 @@
+"""Windows, resampling, masks, head crop and rotational alignment."""
+import numpy as np
+import pytest
+
+from conftest import oblique_volume
+from ICHLocalizationLib.phantom import generate
+from ICHLocalizationLib.preprocessing import (CHANNEL_CONFIGS, PreparedScan, estimate_alignment, head_crop, head_mask,
+                                              resample_spacing, rotation_matrix, to_channels, window)
+
+
+def test_windows_map_hu_to_unit_range():
+    hu = np.array([-1000.0, 0.0, 40.0, 80.0, 2000.0])
+    assert np.allclose(window(hu, "brain"), [0, 0, 0.5, 1, 1])
+    sub = window(hu, "subdural")  # L50/W130
+    assert np.isclose(sub[2], (40 + 15) / 130.0)
+    ch = to_channels(hu.reshape(1, 1, 5), "paper000")
+    assert ch.shape == (1, 3, 1, 5) and set(CHANNEL_CONFIGS) >= {"mil-code", "paper000", "unet"}
+
+
+def test_resampling_keeps_physical_extent():
+    vol = oblique_volume(shape=(10, 30, 40), spacing=(0.8, 0.6, 3.0))
+    out = resample_spacing(vol, (1.6, 1.2, 6.0))
+    assert out.shape == (5, 15, 20)
+    lo_old, hi_old = vol.voxel_box_ras((0, 0, 0), np.array(vol.shape) - 1)
+    lo_new, hi_new = out.voxel_box_ras((0, 0, 0), np.array(out.shape) - 1)
+    assert np.abs(lo_old - lo_new).max() < 1e-6 and np.abs(hi_old - hi_new).max() < 1e-6
+
+
+@pytest.mark.parametrize("yaw,roll", [(10.0, 0.0), (-8.0, 6.0), (14.0, -5.0)])
+def test_alignment_recovers_known_rotation(yaw, roll):
+    ph = generate(31, subtypes=[], size=256, pose={"yaw": yaw, "roll": roll, "pitch": 0.0})
+    a = estimate_alignment(ph.volume)
+    assert abs(a.yaw_deg - yaw) < 2.0, (a.yaw_deg, yaw)
+    assert abs(a.roll_deg - roll) < 2.0, (a.roll_deg, roll)
+    # the alignment undoes the pose: R_align · R_pose ≈ identity up to pitch
+    residual = a.rotation @ rotation_matrix(yaw, roll, 0.0)
+    angle = np.degrees(np.arccos(np.clip((np.trace(residual) - 1) / 2, -1, 1)))
+    assert angle < 2.5
+
+
+def test_head_mask_and_crop(small_phantom):
+    head = head_mask(small_phantom.volume.hu)
+    assert head.sum() > 0.2 * head.size / 3
+    crop = head_crop(head)
+    jj, ii = np.nonzero(head.any(axis=0))
+    assert crop.j0 <= jj.min() and crop.j0 + crop.side > jj.max()
+    assert crop.i0 <= ii.min() and crop.i0 + crop.side > ii.max()
+    scan = PreparedScan(small_phantom.volume)
+    assert scan.crop_hu(256).shape == (32, 256, 256) and scan.crop_hu(128).shape == (32, 128, 128)
+    pasted = scan.crop.paste(np.ones((32, 256, 256), np.float32), small_phantom.volume.shape)
+    assert pasted[head].min() > 0.99, "the crop covers the whole head"
