@@ -7,16 +7,12 @@ is then offered in the ICH Localization module.
 """
 import json
 import os
-import re
 import sys
 
 import qt
 import slicer
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleWidget)
-
-EPOCH_LINE = re.compile(r"(?P<name>[\w-]+) epoch (?P<epoch>\d+)/(?P<epochs>\d+): loss (?P<loss>[\d.eE+-]+|nan)(?P<rest>.*)")
-
 
 class ICHTraining(ScriptedLoadableModule):
     def __init__(self, parent):
@@ -106,10 +102,12 @@ class ICHTrainingLogic(ScriptedLoadableModuleLogic):
         proc.setProcessEnvironment(env)
         proc.setProcessChannelMode(qt.QProcess.MergedChannels)
 
+        from ICHTrainingLib.train import parse_epoch_line
+
         def readOutput():
             text = bytes(proc.readAllStandardOutput()).decode(errors="replace")
             for line in text.splitlines():
-                entry = parseEpochLine(line)
+                entry = parse_epoch_line(line)
                 if entry:
                     self.history.append(entry)
                     self.updatePlot()
@@ -156,21 +154,3 @@ class ICHTrainingLogic(ScriptedLoadableModuleLogic):
         if entry.files["weights"]["sha256"] != file_sha256(os.path.join(self.outputDir, card["file"])):
             raise RuntimeError("the weights file changed after training; retrain")
         return register(models_dir(modelsDir), entry, self.outputDir)
-
-
-def parseEpochLine(line):
-    """'unet epoch 3/12: loss 0.51, seconds 50, val_dice 0.6' → dict, or None."""
-    m = EPOCH_LINE.search(line)
-    if not m:
-        return None
-    metrics = {}
-    for part in m.group("rest").split(","):
-        kv = part.strip().split(" ")
-        if len(kv) == 2:
-            try:
-                metrics[kv[0]] = float(kv[1])
-            except ValueError:
-                pass
-    return {"name": m.group("name"), "epoch": int(m.group("epoch")), "epochs": int(m.group("epochs")),
-            "loss": float(m.group("loss")), "rest": m.group("rest"), "metrics": metrics}
-

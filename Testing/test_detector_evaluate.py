@@ -69,3 +69,13 @@ def test_patient_bootstrap_brackets_the_estimate():
     per = [{"x": v} for v in np.linspace(0, 1, 20)]
     lo, hi = bootstrap_ci(per, lambda s: float(np.mean([r["x"] for r in s])), n=300)
     assert lo < 0.5 < hi and hi - lo < 0.5
+
+
+def test_label_boxes_one_per_lesion():
+    from ICHTrainingLib.evaluate import label_boxes_2d
+
+    lab = np.zeros((10, 10), np.uint8)
+    lab[1:3, 1:3] = 2
+    lab[6:8, 6:9] = 2  # the same lesion in two pieces: one box
+    lab[4, 4] = 5
+    assert label_boxes_2d(lab) == [(1, 7, 1, 8), (4, 4, 4, 4)]

@@ -59,8 +59,10 @@ def test_outputs_keep_ras_positions(scene, results, tmp_path):
     roi = _read(scene, "vtkMRMLMarkupsROINode", tmp_path / "boxes" / "01.mrk.json")
     centre = [0.0, 0.0, 0.0]
     roi.GetCenterWorld(centre)
+    lo, hi = results.boxes[0].bbox_ras
     assert np.allclose(centre, results.boxes[0].center_ras, atol=1e-3)
-    assert np.allclose(roi.GetSize(), results.boxes[0].size_mm, atol=1e-3)
+    assert np.allclose(roi.GetSize(), hi - lo, atol=1e-3), "the ROI is the RAS box of findings.json"
+    assert (hi - lo)[0] > results.boxes[0].size_mm[0], "a rotated box's enclosing box is larger"
 
     seg = slicerio.read_segmentation(str(tmp_path / "segmentation.seg.nrrd"))
     assert [s["name"].split(" (")[0] for s in seg["segments"]] == ["Intraparenchymal hemorrhage"]

@@ -102,3 +102,19 @@ def test_full_mil_training_learns(records, tmp_path):
     run_training(records * 3, cfg)
     hist = json.loads((tmp_path / "mil" / "mil-maxpool.card.json").read_text())["history"]
     assert hist[-1]["val_auc"] > 0.8
+
+
+def test_epoch_lines_parse_for_the_live_plot():
+    from ICHTrainingLib.train import parse_epoch_line
+
+    e = parse_epoch_line("unet epoch 3/12: loss 0.5123, seconds 50.5, val_dice 0.6909")
+    assert e["epoch"] == 3 and e["epochs"] == 12 and e["loss"] == 0.5123 and e["metrics"]["val_dice"] == 0.6909
+    assert parse_epoch_line("phantoms: 10%") is None
+
+
+def test_unet_k_fold_cross_validation(records, tmp_path):
+    cfg = TrainConfig(method="unet", out=str(tmp_path / "cv"), epochs=1, batch_size=4, max_batches=1, folds=2)
+    entry = run_training(records, cfg)
+    cv = entry.metrics["validation"]["cross_validation"]
+    assert cv["folds"] == 2 and len(cv["dice_per_fold"]) == 2
+    assert (tmp_path / "cv" / "fold0").is_dir() and (tmp_path / "cv" / "fold1").is_dir()

@@ -89,6 +89,17 @@ def _save_scene(scene, reference_node, folder: Path):
     scene.Commit()
 
 
+def _check_output_folder(out_dir: Path):
+    """Create the folder and prove it writable (os.access says yes to root even on read-only mounts)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write to output folder {out_dir} ({exc.strerror or type(exc).__name__}); "
+                         "choose another --out")
+
+
 def _window(text):
     if text is None:
         return (40.0, 80.0)
@@ -116,9 +127,7 @@ def main(argv=None):
 
     out_dir = Path(args.out)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not os.access(out_dir, os.W_OK):
-            raise InputError(f"output folder {out_dir} is not writable; choose another --out")
+        _check_output_folder(out_dir)
         from .pipeline import Pipeline
 
         inputs = expand_inputs(args.inputs)
@@ -149,6 +158,8 @@ def main(argv=None):
             status, detail = "failed", f"internal error {type(exc).__name__}: {exc} (rerun with --debug)"
             if args.debug:
                 traceback.print_exc()
+        if status == "skipped":
+            _write(progress, f"{path}: {detail}")
         if status == "failed":
             failed += 1
             print(f"ich-localize: {path}: {detail}", file=sys.stderr)

@@ -92,9 +92,9 @@ class BoxFinding:
         lo, hi = self.bbox_ras
         return {"method": self.method, "kind": "box", "subtype": self.subtype,
                 "probability": round(float(self.probability), 4), "bbox_ras": _box_json(lo, hi),
-                "center_ras": [round(float(v), 3) for v in self.center_ras],
-                "size_mm": [round(float(v), 3) for v in self.size_mm],
-                "orientation_ras": [round(float(v), 6) for v in np.asarray(self.orientation_ras).ravel()]}
+                "oriented": {"center_ras": [round(float(v), 3) for v in self.center_ras],
+                             "size_mm": [round(float(v), 3) for v in self.size_mm],
+                             "orientation_ras": [round(float(v), 6) for v in np.asarray(self.orientation_ras).ravel()]}}
 
 
 @dataclass

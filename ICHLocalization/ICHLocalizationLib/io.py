@@ -279,6 +279,9 @@ def read_png_slice(path: Path, spacing, png_window=(40.0, 80.0)) -> CTVolume:
         img.load()
     except Exception:  # noqa: BLE001
         raise InputError(f"{path.name}: not a readable image")
+    rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
+    if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean() > 8.0:
+        raise InputError(f"{path.name}: a colour image, not a greyscale CT slice; export the CT slice in greyscale")
     grey = np.asarray(img.convert("L"), dtype=np.float32)
     level, width = png_window
     hu = (level - width / 2.0) + grey / 255.0 * width

@@ -94,20 +94,15 @@ def _points_node(scene, results):
 
 
 def _roi_node(scene, box, n):
-    import vtk
-
+    """The box as an ROI aligned with RAS: the box enclosing the cascade's aligned-frame box, so the
+    ROI, findings.json's bbox_ras and the IoU protocol describe the same box (the exact oriented box
+    is kept in findings.json under "oriented")."""
     info = subtype_info(box.subtype)
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", f"ICH box {n} {box.subtype or 'ICH'} p={box.probability:.2f}")
     node.CreateDefaultDisplayNodes()
-    m = vtk.vtkMatrix4x4()
-    rot = np.asarray(box.orientation_ras)
-    for r in range(3):
-        for c in range(3):
-            m.SetElement(r, c, float(rot[r, c]))
-        m.SetElement(r, 3, float(box.center_ras[r]))
-    node.SetAndObserveObjectToNodeMatrix(m)
-    node.SetCenter(*[float(v) for v in box.center_ras])
-    node.SetSize(*[float(v) for v in box.size_mm])
+    lo, hi = box.bbox_ras
+    node.SetCenter(*[float(v) for v in (lo + hi) / 2.0])
+    node.SetSize(*[float(v) for v in hi - lo])
     node.GetDisplayNode().SetSelectedColor(*info.color)
     node.GetDisplayNode().SetColor(*info.color)
     node.SetDescription(f"{box.method}: {info.name}, probability {box.probability:.2f}")

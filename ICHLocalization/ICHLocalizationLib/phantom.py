@@ -172,8 +172,15 @@ class PhantomGenerator:
         return np.array([np.cos(el) * np.sin(az), np.cos(el) * np.cos(az), np.sin(el)])
 
     def _draw_edh(self):
-        return {"dir": self._convexity_direction((-5, 45)), "half_angle": np.radians(self.rng.uniform(18, 30)),
-                "thickness": self.rng.uniform(9, 20)}
+        p = {"dir": self._convexity_direction((-5, 45)), "half_angle": np.radians(self.rng.uniform(18, 30)),
+             "thickness": self.rng.uniform(9, 20)}
+        # a skull fracture over most epidural bleeds, drawn from its own stream so that adding it did
+        # not change any other random draw of existing seeds
+        frac_rng = np.random.default_rng([self.seed, 17])
+        if frac_rng.random() < 0.75:
+            normal = np.cross(p["dir"], frac_rng.normal(size=3))
+            p["fracture_normal"] = normal / np.linalg.norm(normal)
+        return p
 
     def _draw_sdh(self):
         if self.rng.random() < 0.2:
@@ -377,6 +384,9 @@ class PhantomGenerator:
         fracs = np.zeros((len(self.lesions),) + f.x.shape, np.float32)
         ctx = {"intra": intra, "brain": brain, "sd_inner": sd_inner, "rho_inner": rho_inner, "sulcus": sulcus,
                "vent": vent, "cist": cist, "fs": fs, "depth": depth}
+        for les in self.lesions:
+            if "fracture_normal" in les.params:
+                hu = self._fracture(f, les.params, hu, skull)
         for idx, les in enumerate(self.lesions):
             lf, edema = getattr(self, "_render_" + les.subtype.lower())(f, les.params, ctx)
             if edema is not None:
@@ -452,6 +462,13 @@ class PhantomGenerator:
         n = np.sqrt(f.x ** 2 + f.y ** 2 + f.z ** 2) + 1e-6
         cosang = (f.x * direction[0] + f.y * direction[1] + f.z * direction[2]) / n
         return np.arccos(np.clip(cosang, -1, 1))
+
+    def _fracture(self, f, p, hu, skull):
+        """A thin soft-tissue-density line through the skull over an epidural bleed."""
+        n = p["fracture_normal"]
+        dist = np.abs(f.x * n[0] + f.y * n[1] + f.z * n[2])
+        line = f.soft(dist - 0.5) * (self._angle_from(f, p["dir"]) < p["half_angle"] * 1.4) * skull
+        return hu * (1 - line) + 45.0 * line
 
     def _render_edh(self, f, p, ctx):
         ang = self._angle_from(f, p["dir"])

@@ -196,14 +196,18 @@ def _roll_from_midlines(volume: CTVolume, yaw: float, roll: float, center: np.nd
     px = 1.5
     n = 96  # 144 mm wide window around the head centre
     zs = np.asarray(z_values, float)
+    dz = float(volume.spacing[2])
+    n_z = int(round((zs.max() - zs.min()) / dz)) + 1
     m = np.eye(4)
-    m[:3, :3] = np.diag([px, px, 1.0])
-    shift_c = np.array([center[0], center[1], 0.0]) - np.array([px, px, 0]) * (n - 1) / 2.0
+    m[:3, :3] = np.diag([px, px, dz])
+    m[:3, 3] = np.array([center[0], center[1], zs.min()]) - np.array([px, px, 0]) * (n - 1) / 2.0
     rot = rotation_matrix(yaw_deg=yaw, roll_deg=roll)
+    slab = resample(volume, m, (n_z, n, n), rotation_ras=np.linalg.inv(rot), center_ras=center)  # one call
     mids, heights = [], []
-    for z in zs:
-        m[:3, 3] = shift_c + np.array([0, 0, z])
-        sl = resample(volume, m, (1, n, n), rotation_ras=np.linalg.inv(rot), center_ras=center)[0]
+    for k, sl in enumerate(slab):
+        z = zs.min() + k * dz
+        if np.abs(zs - z).min() > 0.5 * dz:
+            continue  # only the slices that cut the cranium (as chosen for yaw)
         bone = ndimage.binary_closing(sl > 250, structure=np.ones((3, 3), bool))
         cranium = ndimage.binary_fill_holes(bone) & ~bone
         core = ndimage.binary_erosion(cranium, iterations=int(10.0 / px))  # no outline edges

@@ -24,6 +24,18 @@ def lesion_boxes_2d(mask2d: np.ndarray):
     return [(s[0].start, s[0].stop - 1, s[1].start, s[1].stop - 1) for s in ndimage.find_objects(lab)] if n else []
 
 
+def label_boxes_2d(labels2d: np.ndarray):
+    """One box per label value present (a lesion id or, on phantoms, a subtype: the phantom never
+    repeats a subtype in a scan), as the paper 001 protocol boxes each lesion on each slice."""
+    boxes = []
+    for v in np.unique(labels2d):
+        if v == 0:
+            continue
+        rr, cc = np.nonzero(labels2d == v)
+        boxes.append((rr.min(), rr.max(), cc.min(), cc.max()))
+    return boxes
+
+
 def point_in_box_counts(points, boxes, margin=1.0):
     """Paper 001 on one slice: points (N, 2) as (row, col), boxes as from lesion_boxes_2d → (tp, fp, fn)."""
     hit = [False] * len(boxes)
@@ -167,10 +179,7 @@ def evaluate_phantoms(pipeline, seeds, methods, bootstrap=1000) -> Report:
                 i, j, _ = vol.ras_to_ijk_points(p.ras)[0]
                 by_slice.setdefault(p.slice, []).append((j, i))
             for k in range(vol.shape[0]):
-                boxes = []
-                for les in truth["lesions"]:
-                    boxes += lesion_boxes_2d(ph.mask[k] == les["id"])[:1] if (ph.mask[k] == les["id"]).any() else []
-                a, b, c = point_in_box_counts(by_slice.get(k, []), boxes)
+                a, b, c = point_in_box_counts(by_slice.get(k, []), label_boxes_2d(ph.mask[k]))
                 tp, fp, fn = tp + a, fp + b, fn + c
             rec["mil"] = (tp, fp, fn)
         if "cascade" in methods:
@@ -196,16 +205,21 @@ def evaluate_phantoms(pipeline, seeds, methods, bootstrap=1000) -> Report:
     return phantom_report(f"phantom scans {seeds[0]}–{seeds[-1]} ({len(seeds)})", per, bootstrap)
 
 
+def _add_mil_rows(rep, per, group, bootstrap):
+    """Se, PPV, Dice of paper 001's protocol from per-patient (tp, fp, fn), with patient-bootstrap CIs."""
+    def stat(name):
+        def f(sample):
+            tp, fp, fn = (sum(r["mil"][i] for r in sample) for i in range(3))
+            return {"dice": 2 * tp / max(1, 2 * tp + fp + fn), "se": tp / max(1, tp + fn), "ppv": tp / max(1, tp + fp)}[name]
+        return f
+    for name, key in (("dice", "mil_dice"), ("se", "mil_se"), ("ppv", "mil_ppv")):
+        rep.add(group, name, stat(name)(per), bootstrap_ci(per, stat(name), bootstrap), PAPER[key])
+
+
 def phantom_report(name, per, bootstrap):
     rep = Report(name)
     if per and "mil" in per[0]:
-        def mil(stat):
-            def f(sample):
-                tp, fp, fn = (sum(r["mil"][i] for r in sample) for i in range(3))
-                return {"dice": 2 * tp / max(1, 2 * tp + fp + fn), "se": tp / max(1, tp + fn), "ppv": tp / max(1, tp + fp)}[stat]
-            return f
-        for stat, key in (("dice", "mil_dice"), ("se", "mil_se"), ("ppv", "mil_ppv")):
-            rep.add("MIL point-in-box (001)", stat, mil(stat)(per), bootstrap_ci(per, mil(stat), bootstrap), PAPER[key])
+        _add_mil_rows(rep, per, "MIL point-in-box (001)", bootstrap)
     if per and "cascade" in per[0]:
         def casc(stat):
             def f(sample):
@@ -262,13 +276,7 @@ def evaluate_real(kind, folder, pipeline, methods, bootstrap=1000) -> Report:
             per.append(rec)
         rep = Report(f"PhysioNet CT-ICH, {len(per)} bleed slices")
         if "mil" in methods:
-            def mil(stat):
-                def f(sample):
-                    tp, fp, fn = (sum(r["mil"][i] for r in sample) for i in range(3))
-                    return {"dice": 2 * tp / max(1, 2 * tp + fp + fn), "se": tp / max(1, tp + fn), "ppv": tp / max(1, tp + fp)}[stat]
-                return f
-            for stat, key in (("dice", "mil_dice"), ("se", "mil_se"), ("ppv", "mil_ppv")):
-                rep.add("MIL point-in-lesion (001 protocol)", stat, mil(stat)(per), bootstrap_ci(per, mil(stat), bootstrap), PAPER[key])
+            _add_mil_rows(rep, per, "MIL point-in-lesion (001 protocol)", bootstrap)
         if "unet" in methods:
             ud = lambda sample: float(np.mean([r["unet_dice"] for r in sample]))  # noqa: E731
             rep.add("U-Net (003)", "Dice", ud(per), bootstrap_ci(per, ud, bootstrap), PAPER["unet_dice"])

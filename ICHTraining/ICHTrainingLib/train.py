@@ -9,9 +9,10 @@ NCCL on GPU); rank 0 writes the files.
 import json
 import math
 import os
+import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -133,6 +134,26 @@ def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate:
     return history
 
 
+EPOCH_LINE = re.compile(r"(?P<name>[\w-]+) epoch (?P<epoch>\d+)/(?P<epochs>\d+): loss (?P<loss>[\d.eE+-]+|nan)(?P<rest>.*)")
+
+
+def parse_epoch_line(line):
+    """'unet epoch 3/12: loss 0.51, seconds 50, val_dice 0.6' (what fit() prints) → dict, or None."""
+    m = EPOCH_LINE.search(line)
+    if not m:
+        return None
+    metrics = {}
+    for part in m.group("rest").split(","):
+        kv = part.strip().split(" ")
+        if len(kv) == 2:
+            try:
+                metrics[kv[0]] = float(kv[1])
+            except ValueError:
+                pass
+    return {"name": m.group("name"), "epoch": int(m.group("epoch")), "epochs": int(m.group("epochs")),
+            "loss": float(m.group("loss")), "rest": m.group("rest"), "metrics": metrics}
+
+
 def _log(rank, msg):
     if rank == 0:
         print(msg, file=sys.stderr, flush=True)
@@ -200,35 +221,51 @@ def slice_auc(labels, scores):
 
 
 # --- MIL -------------------------------------------------------------------------------------------
+def _slice_items(train):
+    """Every slice of the training scans with its 'any bleed' label and the BCE positive weight."""
+    items = [(r, k) for r in train for k in range(len(r["slice_subtypes"]))]
+    labels = np.array([bool(r["slice_subtypes"][k].any()) for r, k in items])
+    pos_weight = torch.tensor(max(1.0, (~labels).sum() / max(1, labels.sum())))
+    return items, labels, pos_weight
+
+
+def _slice_batches(items, labels, aug, channels, batch_size):
+    """Shuffled batches of augmented 128×128 head crops with their slice labels."""
+    def batches(epoch, rng):
+        order = rng.permutation(len(items))
+        for s in range(0, len(order) - batch_size + 1, batch_size):
+            idx = order[s:s + batch_size]
+            hu = _half(np.stack([items[i][0]["crop_hu"][items[i][1]] for i in idx]))
+            xs, _ = _augment_batch(aug, hu.numpy())
+            yield channels_torch(_stack_hu(xs), channels), torch.from_numpy(labels[idx].astype(np.float32))
+    return batches
+
+
+def _validation_slices(model, records, channels, logits):
+    """(labels, probabilities) of every slice of the validation scans."""
+    ys, ps = [], []
+    device = next(model.parameters()).device
+    for r in records:
+        x = channels_torch(_half(r["crop_hu"]), channels).to(device)
+        ps += torch.sigmoid(logits(model, x)).cpu().tolist()
+        ys += r["slice_subtypes"].any(axis=1).tolist()
+    return ys, ps
+
+
 def train_mil(records, cfg: TrainConfig, progress=None):
     """Slice labels only ('any ICH'), weighted BCE, the paper's augmentations, 128×128 input."""
     torch.manual_seed(cfg.seed)
     train, val = split_by_patient(records, cfg.val_fraction, cfg.seed)
-    items = [(r, k) for r in train for k in range(len(r["slice_subtypes"]))]
-    labels = np.array([bool(r["slice_subtypes"][k].any()) for r, k in items])
-    pos_weight = torch.tensor(max(1.0, (~labels).sum() / max(1, labels.sum())))
-    aug = slice_augmentation(with_label=False, seed=cfg.seed)
+    items, labels, pos_weight = _slice_items(train)
+    batches = _slice_batches(items, labels, slice_augmentation(with_label=False, seed=cfg.seed), "mil-code", cfg.batch_size)
     model = MILNet(cfg.variant)
-
-    def batches(epoch, rng):
-        order = rng.permutation(len(items))
-        for s in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
-            hu = _half(np.stack([items[i][0]["crop_hu"][items[i][1]] for i in idx]))
-            xs, _ = _augment_batch(aug, hu.numpy())
-            yield channels_torch(_stack_hu(xs), "mil-code"), torch.from_numpy(labels[idx].astype(np.float32))
 
     def loss_fn(m, x, y):
         logit, _ = m(x)
         return F.binary_cross_entropy_with_logits(logit, y, pos_weight=pos_weight.to(x.device))
 
     def validate(m):
-        ys, ps = [], []
-        for r in val:
-            x = channels_torch(_half(r["crop_hu"]), "mil-code").to(next(m.parameters()).device)
-            logit, _ = m(x)
-            ps += torch.sigmoid(logit).cpu().tolist()
-            ys += r["slice_subtypes"].any(axis=1).tolist()
+        ys, ps = _validation_slices(m, val, "mil-code", lambda net, x: net(x)[0])
         acc = float(np.mean((np.array(ps) > 0.5) == np.array(ys))) if ys else math.nan
         return {"val_auc": slice_auc(ys, ps), "val_acc": acc}
 
@@ -311,30 +348,15 @@ def train_gate(records, cfg: TrainConfig, progress=None):
     """The light slice classifier that gates the U-Net (paper 002), on the 128 head crop."""
     gcfg = TrainConfig(**{**asdict(cfg), "epochs": max(2, cfg.epochs // 2)})
     train, val = split_by_patient(records, cfg.val_fraction, cfg.seed, cfg.fold, cfg.folds)
-    items = [(r, k) for r in train for k in range(len(r["slice_subtypes"]))]
-    labels = np.array([bool(r["slice_subtypes"][k].any()) for r, k in items])
-    pos_weight = torch.tensor(max(1.0, (~labels).sum() / max(1, labels.sum())))
-    aug = slice_augmentation(with_label=False, seed=cfg.seed + 1)
+    items, labels, pos_weight = _slice_items(train)
+    batches = _slice_batches(items, labels, slice_augmentation(with_label=False, seed=cfg.seed + 1), "unet", cfg.batch_size)
     model = SliceClassifier()
-
-    def batches(epoch, rng):
-        order = rng.permutation(len(items))
-        for s in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
-            hu = _half(np.stack([items[i][0]["crop_hu"][items[i][1]] for i in idx]))
-            xs, _ = _augment_batch(aug, hu.numpy())
-            yield channels_torch(_stack_hu(xs), "unet"), torch.from_numpy(labels[idx].astype(np.float32))
 
     def loss_fn(m, x, y):
         return F.binary_cross_entropy_with_logits(m(x), y, pos_weight=pos_weight.to(x.device))
 
     def validate(m):
-        ys, ps = [], []
-        for r in val:
-            x = channels_torch(_half(r["crop_hu"]), "unet").to(next(m.parameters()).device)
-            ps += torch.sigmoid(m(x)).cpu().tolist()
-            ys += r["slice_subtypes"].any(axis=1).tolist()
-        return {"gate_val_auc": slice_auc(ys, ps)}
+        return {"gate_val_auc": slice_auc(*_validation_slices(m, val, "unet", lambda net, x: net(x)))}
 
     return model, fit(model, gcfg, batches, loss_fn, validate, name="unet-gate", progress=progress)
 
@@ -442,7 +464,8 @@ def run_training(records, cfg: TrainConfig, progress=None):
         inp = {"channels": "mil-code", "size": 128, "crop": "head", "variant": cfg.variant}
         params = {"detector": dict(DEFAULT_DETECTOR[cfg.variant])}
     elif cfg.method == "unet":
-        model, gate, history, _ = train_unet(records, cfg, progress)
+        cv = cross_validate_unet(records, cfg, progress) if cfg.folds > 1 else None
+        model, gate, history, _ = train_unet(records, replace(cfg, folds=1), progress)
         state = {"unet": model.state_dict(), "gate": gate.state_dict()}
         name, mid = "unet", "unet-phantom"
         inp = {"channels": "unet", "size": 256, "gate_size": 128, "crop": "head"}
@@ -457,6 +480,8 @@ def run_training(records, cfg: TrainConfig, progress=None):
         raise ValueError(f"unknown method {cfg.method!r}")
     last = history[-1] if history else {}
     metrics = {k: v for k, v in last.items() if k.startswith(("val", "gate", "axial", "coronal", "sagittal"))}
+    if cfg.method == "unet" and cv:
+        metrics["cross_validation"] = cv
     training["seconds"] = round(time.time() - t0, 1)
     path, card = write_model(out, name, state, {"training": training, "history": history, "input": inp})
     entry = ModelEntry(id=mid, method=cfg.method, version=time.strftime("%Y.%m.%d"),
@@ -465,6 +490,18 @@ def run_training(records, cfg: TrainConfig, progress=None):
                        default=cfg.method != "mil" or cfg.variant == "maxpool", directory=out)
     (out / "entry.json").write_text(json.dumps(entry.to_json(), indent=1, default=_json_default))
     return entry
+
+
+def cross_validate_unet(records, cfg: TrainConfig, progress=None):
+    """Patient-level K-fold cross-validation (paper 003): one U-Net per fold, Dice on its held-out fold."""
+    dices = []
+    for fold in range(cfg.folds):
+        fcfg = replace(cfg, fold=fold, out=str(Path(cfg.out) / f"fold{fold}"))
+        model, _, _, val = train_unet(records, fcfg, progress)
+        dices.append(unet_dice(model, val))
+        _log(0, f"fold {fold + 1}/{cfg.folds}: held-out Dice {dices[-1]:.3f}")
+    return {"folds": cfg.folds, "dice_per_fold": [round(d, 4) for d in dices],
+            "dice_mean": round(float(np.nanmean(dices)), 4), "dice_sd": round(float(np.nanstd(dices)), 4)}
 
 
 # Paper 001's optimum as the starting point; ich-tune replaces it with values tuned on our data.

@@ -12,7 +12,7 @@ from ICHLocalizationLib.models import ModelEntry, load_state
 from ICHLocalizationLib.networks import MILNet
 from ICHLocalizationLib.preprocessing import AXIAL_CROP_SIZE, channels_torch
 
-from .evaluate import lesion_boxes_2d, point_in_box_counts
+from .evaluate import label_boxes_2d, point_in_box_counts
 
 BOUNDS = {"maxpool": {"h": (0.0, 1.0), "T": (0.0, 1.0), "d": (1.0, 60.0)},
           "attention": {"h": (0.0, 0.06), "T": (0.0, 0.03), "d": (1.0, 60.0)}}
@@ -35,7 +35,7 @@ def validation_maps(entry: ModelEntry, records, device="cpu"):
             maps = F.interpolate(maps[:, None], size=(AXIAL_CROP_SIZE,) * 2, mode="bilinear", align_corners=False)[:, 0]
             head = (hu > -300).numpy()
             for k in range(len(maps)):
-                out.append((maps[k].numpy(), head[k], lesion_boxes_2d(r["crop_labels"][k] > 0)))
+                out.append((maps[k].numpy(), head[k], label_boxes_2d(r["crop_labels"][k])))
     return out
 
 
