@@ -98,3 +98,15 @@ def test_table_and_subject_hierarchy(scene, results):
     assert cols[:4] == ["method", "kind", "subtype", "probability"]
     assert table.GetColumnByName("subtype").GetValue(1) == "SDH"
     assert first["points"].GetLocked()
+
+
+def test_a_segmenter_that_finds_nothing_still_writes_its_segmentation(scene, tmp_path):
+    vol = oblique_volume(shape=(6, 20, 24))
+    empty = Results(input="v", volume=vol, lesion_labels=np.zeros(vol.shape, np.uint16))
+    merged = Results(input="v", volume=vol).merge(empty)
+    assert merged.lesion_labels is not None and not merged.segments
+    ref = mrml.volume_to_node(vol, name="v")
+    nodes = mrml.results_to_nodes(merged, ref)
+    mrml.write_outputs(nodes, tmp_path)
+    seg = slicerio.read_segmentation(str(tmp_path / "segmentation.seg.nrrd"))
+    assert seg["segments"] == []

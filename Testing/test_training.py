@@ -118,3 +118,17 @@ def test_unet_k_fold_cross_validation(records, tmp_path):
     cv = entry.metrics["validation"]["cross_validation"]
     assert cv["folds"] == 2 and len(cv["dice_per_fold"]) == 2
     assert (tmp_path / "cv" / "fold0").is_dir() and (tmp_path / "cv" / "fold1").is_dir()
+
+
+def test_cascade_fusion_and_unet_threshold_tuning(records, tmp_path):
+    from ICHTrainingLib.tune_postprocessing import FUSION_KERNELS, FUSION_THRESHOLDS, truth_grid_boxes, tune_cascade, tune_unet
+
+    truth = truth_grid_boxes(records[0]["casc_labels"])
+    assert truth and all(t["subtype"] in ("IPH", "SDH", "IVH") for t in truth)
+    casc = run_training(records, TrainConfig(method="cascade", out=str(tmp_path / "c"), epochs=1, batch_size=4, max_batches=1))
+    best, table = tune_cascade(casc, records[:2])
+    assert len(table) == len(FUSION_KERNELS) * len(FUSION_THRESHOLDS)
+    assert best["f1"] == max(r["f1"] for r in table) and 0 <= best["se"] <= 1
+    unet = run_training(records, TrainConfig(method="unet", out=str(tmp_path / "u"), epochs=1, batch_size=4, max_batches=1))
+    best_u, table_u = tune_unet(unet, records[:2], thresholds=(0.4, 0.6), gate_thresholds=(0.0, 0.5))
+    assert len(table_u) == 4 and best_u["dice"] == max(r["dice"] for r in table_u)

@@ -162,7 +162,8 @@ def main(argv=None):
             _write(progress, f"{path}: {detail}")
         if status == "failed":
             failed += 1
-            print(f"ich-localize: {path}: {detail}", file=sys.stderr)
+            named = path.name in detail or str(path) in detail or case_name(path) in detail
+            print(f"ich-localize: {detail}" if named else f"ich-localize: {path}: {detail}", file=sys.stderr)
         rows.append({"input": str(path), "case": case_name(path), "status": status, "detail": detail,
                      "seconds": round(time.perf_counter() - t0, 2)})
     _summary(out_dir, rows)

@@ -146,13 +146,13 @@ class Results:
         """Add another method's results on the same volume (segment labels are renumbered)."""
         self.points += other.points
         self.boxes += other.boxes
-        if other.segments:
+        if other.lesion_labels is not None:  # a segmenter ran: keep its (possibly empty) label map
+            if self.lesion_labels is None:
+                self.lesion_labels = np.zeros(other.lesion_labels.shape, np.uint16)
             offset = len(self.segments)
             for seg in other.segments:
                 seg.label += offset
             self.segments += other.segments
-            if self.lesion_labels is None:
-                self.lesion_labels = np.zeros(other.lesion_labels.shape, np.uint16)
             nz = other.lesion_labels > 0
             self.lesion_labels[nz] = other.lesion_labels[nz] + offset
         if other.likelihood is not None:

@@ -97,25 +97,39 @@ def register(directory: Path, entry: ModelEntry, run_dir: Path):
 
 
 def tune_main(argv=None):
-    ap = argparse.ArgumentParser(prog="ich-tune", description="Bayesian optimization of the MIL detector (h, T, d).")
+    ap = argparse.ArgumentParser(prog="ich-tune", description="Tune post-processing on validation scans: the MIL "
+                                 "detector's (h, T, d) by Bayesian optimization, the cascade's fusion, the U-Net's thresholds.")
+    ap.add_argument("--method", choices=("mil", "cascade", "unet"), default="mil")
     ap.add_argument("--data", default="phantom:121-150", help="validation scans (never seeds 9001-9010)")
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--models", help="catalogue folder")
-    ap.add_argument("--model", help="model id (default: the MIL default)")
-    ap.add_argument("--init", type=int, default=10)
-    ap.add_argument("--iter", type=int, default=150)
-    ap.add_argument("--save", action="store_true", help="write the tuned (h, T, d) into the catalogue entry")
+    ap.add_argument("--model", help="model id (default: the method's default)")
+    ap.add_argument("--init", type=int, default=10, help="MIL: random initial points")
+    ap.add_argument("--iter", type=int, default=150, help="MIL: Bayesian optimization iterations")
+    ap.add_argument("--save", action="store_true", help="write the tuned values into the catalogue entry")
     args = ap.parse_args(argv)
-    from .tune_detector import tune
-
     try:
         cat = Catalogue.load(args.models)
-        entry = cat.get("mil", args.model)
+        entry = cat.get(args.method, args.model)
         records = load_training_records(args.data, args.cache)
-        best = tune(entry, records, init_points=args.init, n_iter=args.iter)
+        if args.method == "mil":
+            from .tune_detector import tune
+
+            best = tune(entry, records, init_points=args.init, n_iter=args.iter)
+            update = {"detector": {k: best[k] for k in ("h", "T", "d")}}
+        elif args.method == "cascade":
+            from .tune_postprocessing import tune_cascade
+
+            best, _ = tune_cascade(entry, records)
+            update = {"fusion": {"kernel": best["kernel"], "threshold": best["threshold"]}}
+        else:
+            from .tune_postprocessing import tune_unet
+
+            best, _ = tune_unet(entry, records)
+            update = {"threshold": best["threshold"], "gate_threshold": best["gate_threshold"]}
         if args.save:
-            entry.params["detector"] = {k: best[k] for k in ("h", "T", "d")}
-            entry.metrics["tuning"] = {"data": args.data, "dice": best["dice"], "iterations": args.init + args.iter}
+            entry.params.update(update)
+            entry.metrics["tuning"] = {"data": args.data, **{k: v for k, v in best.items() if k not in update}}
             cat.save()
     except (InputError, ModelError, ValueError) as exc:
         return _fail("ich-tune", str(exc))

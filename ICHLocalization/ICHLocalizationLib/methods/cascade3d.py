@@ -63,8 +63,8 @@ class ThreePlaneCascade(Method):
     def networks(self):
         return list(self.banks.values())
 
-    def _plane_probs(self, slices, plane, progress=None):
-        """(n, 6) fused probabilities: column 0 P(ICH), then P(ICH)·P(subtype|ICH) per subtype."""
+    def plane_probabilities(self, slices, plane, kernel=None):
+        """(n, 6) fused probabilities of one plane's slices: column 0 P(ICH), then P(ICH)·P(subtype|ICH)."""
         import torch
 
         p = self.params
@@ -82,24 +82,14 @@ class ThreePlaneCascade(Method):
                     return torch.stack([torch.sigmoid(bank.nets[s](c)) for s in SUBTYPES], dim=1)
 
                 raw[stage2, 1:] = raw[stage2, :1] * self.batched(subtypes, slices[stage2], batch=64)
-        kernel = p.get("fusion", {}).get("kernel", [0.25, 0.5, 0.25])
+        kernel = kernel if kernel is not None else p.get("fusion", {}).get("kernel", [0.25, 0.5, 0.25])
         return np.stack([fuse(raw[:, c], kernel) for c in range(raw.shape[1])], axis=1)
 
-    def run(self, scan, progress=None):
-        vol = scan.volume
-        res = Results(input=vol.name, volume=vol)
-        if scan.is_2d:
-            return self._run_2d(scan, res)
-        grid, m = scan.cascade_grid()
-        align = scan.alignment
-        probs = {}
-        for n, plane in enumerate(PLANES):
-            probs[plane] = self._plane_probs(plane_slices(grid, plane), plane)
-            if progress:
-                progress((n + 1) / 3.0, f"cascade {plane}")
-        res.slice_scores["cascade"] = self._input_slice_scores(vol, align, m, probs["axial"][:, 0])
-        thr = float(self.params.get("fusion", {}).get("threshold", 0.5))
-        brain = None
+    def grid_boxes(self, probs, grid, threshold=None):
+        """[(subtype, (k0, k1), (j0, j1), (i0, i1), probability)] on the cascade grid from the three
+        planes' fused probabilities (interval products, ambiguous ones resolved by blood density)."""
+        thr = float(threshold if threshold is not None else self.params.get("fusion", {}).get("threshold", 0.5))
+        brain, out = None, []
         for s, code in enumerate(SUBTYPES, start=1):
             ivals = {plane: runs(probs[plane][:, s] >= thr) for plane in PLANES}
             if not all(ivals.values()):
@@ -111,7 +101,24 @@ class ThreePlaneCascade(Method):
             for (k0, k1), (j0, j1), (i0, i1) in cands:
                 prob = np.mean([probs["axial"][k0:k1 + 1, s].mean(), probs["coronal"][j0:j1 + 1, s].mean(),
                                 probs["sagittal"][i0:i1 + 1, s].mean()])
-                res.boxes.append(self._box(m, align, (k0, j0, i0), (k1, j1, i1), code, prob))
+                out.append((code, (k0, k1), (j0, j1), (i0, i1), float(prob)))
+        return out
+
+    def run(self, scan, progress=None):
+        vol = scan.volume
+        res = Results(input=vol.name, volume=vol)
+        if scan.is_2d:
+            return self._run_2d(scan, res)
+        grid, m = scan.cascade_grid()
+        align = scan.alignment
+        probs = {}
+        for n, plane in enumerate(PLANES):
+            probs[plane] = self.plane_probabilities(plane_slices(grid, plane), plane)
+            if progress:
+                progress((n + 1) / 3.0, f"cascade {plane}")
+        res.slice_scores["cascade"] = self._input_slice_scores(vol, align, m, probs["axial"][:, 0])
+        for code, (k0, k1), (j0, j1), (i0, i1), prob in self.grid_boxes(probs, grid):
+            res.boxes.append(self._box(m, align, (k0, j0, i0), (k1, j1, i1), code, prob))
         return res
 
     def _resolve(self, cands, grid, brain, keep_max):

@@ -39,8 +39,7 @@ class UNetSegmenter(Method):
 
         vol = scan.volume
         p = self.params
-        gate = self.batched(lambda x: torch.sigmoid(self.gate(channels_torch(x, "unet"))), scan.crop_hu(AXIAL_CROP_SIZE // 2),
-                            batch=64)
+        gate = self.gate_probabilities(scan.crop_hu(AXIAL_CROP_SIZE // 2))
         res = Results(input=vol.name, volume=vol)
         res.slice_scores["unet"] = [float(v) for v in gate]
         gated = np.nonzero(gate >= float(p.get("gate_threshold", 0.5)))[0]
@@ -49,7 +48,7 @@ class UNetSegmenter(Method):
         if not len(gated):
             return res
         hu = scan.crop_hu(AXIAL_CROP_SIZE)[gated]
-        probs = self.batched(self._segment, hu, batch=8, progress=progress, label="U-Net")  # (n, 6, 256, 256)
+        probs = self.class_probabilities(hu, progress)  # (n, 6, 256, 256)
         fg = 1.0 - probs[:, 0]
         sub = (np.argmax(probs[:, 1:], axis=1) + 1).astype(np.float32)
         fg_native = np.zeros(vol.shape, np.float32)
@@ -59,6 +58,16 @@ class UNetSegmenter(Method):
         mask = self._postprocess(fg_native >= float(p.get("threshold", 0.5)), vol.spacing)
         self._components(res, vol, mask, fg_native, sub_native)
         return res
+
+    def gate_probabilities(self, hu128):
+        """P(ICH) per slice of the 128 head crop (HU)."""
+        import torch
+
+        return self.batched(lambda x: torch.sigmoid(self.gate(channels_torch(x, "unet"))), hu128, batch=64)
+
+    def class_probabilities(self, hu256, progress=None):
+        """(n, 6, 256, 256) softmax of the 256 head crop (HU): background and the five subtypes."""
+        return self.batched(self._segment, hu256, batch=8, progress=progress, label="U-Net")
 
     def _segment(self, x):
         import torch
