@@ -132,3 +132,27 @@ def test_cascade_fusion_and_unet_threshold_tuning(records, tmp_path):
     unet = run_training(records, TrainConfig(method="unet", out=str(tmp_path / "u"), epochs=1, batch_size=4, max_batches=1))
     best_u, table_u = tune_unet(unet, records[:2], thresholds=(0.4, 0.6), gate_thresholds=(0.0, 0.5))
     assert len(table_u) == 4 and best_u["dice"] == max(r["dice"] for r in table_u)
+
+
+def test_tuning_save_keeps_a_model_registered_meanwhile(tmp_path):
+    """ich-tune loads, works for minutes, then saves: a model registered in between must survive."""
+    import torch
+
+    from ICHLocalizationLib.models import ModelEntry, file_sha256
+    from ICHTrainingLib.cli import register, update_entry
+
+    def entry(name, method):
+        run = tmp_path / name
+        run.mkdir()
+        torch.save({"w": torch.zeros(1)}, run / f"{name}.pt")
+        return ModelEntry(id=name, method=method, version="1", default=True, directory=run,
+                          files={"weights": {"file": f"{name}.pt", "sha256": file_sha256(run / f"{name}.pt")}}), run
+
+    cat_dir = tmp_path / "cat"
+    register(cat_dir, *entry("a", "mil"))
+    stale = Catalogue.load(cat_dir)  # what a tuner read when it started
+    register(cat_dir, *entry("b", "unet"))  # registered while the tuner worked
+    update_entry(stale.directory, "a", {"detector": {"h": 0.1, "T": 0.5, "d": 9}}, {"tuning": {"dice": 0.9}})
+    after = Catalogue.load(cat_dir)
+    assert {e.id for e in after.entries} == {"a", "b"}
+    assert after.get("mil").params["detector"]["d"] == 9

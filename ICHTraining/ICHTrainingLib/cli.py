@@ -4,6 +4,7 @@ import json
 import shlex
 import sys
 import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ICHLocalizationLib.models import Catalogue, ModelEntry, ModelError, models_dir
@@ -69,12 +70,10 @@ def train_main(argv=None):
     return 0
 
 
-def register(directory: Path, entry: ModelEntry, run_dir: Path):
-    """Copy a trained model's files next to the catalogue and add (or replace) its entry.
-    Holds a lock so that trainings running side by side do not lose each other's entries."""
-    import shutil
-    from contextlib import ExitStack
-
+@contextmanager
+def catalogue_lock(directory: Path):
+    """Exclusive access to a catalogue folder while it is read, changed and written (trainings and
+    tunings run side by side), then the catalogue as it is on disk now."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -83,17 +82,33 @@ def register(directory: Path, entry: ModelEntry, run_dir: Path):
 
             lock = stack.enter_context(open(directory / ".catalogue.lock", "w"))
             fcntl.flock(lock, fcntl.LOCK_EX)
-        except ImportError:  # Windows: no advisory lock; register one model at a time
+        except ImportError:  # Windows: no advisory lock; change one model at a time
             pass
-        cat = Catalogue.load(directory) if (directory / Catalogue.FILE).exists() else Catalogue([], directory)
+        yield Catalogue.load(directory) if (directory / Catalogue.FILE).exists() else Catalogue([], directory)
+
+
+def register(directory: Path, entry: ModelEntry, run_dir: Path):
+    """Copy a trained model's files next to the catalogue and add (or replace) its entry."""
+    import shutil
+
+    with catalogue_lock(directory) as cat:
         for spec in entry.files.values():
-            src = run_dir / spec["file"]
-            if src.resolve() != (directory / spec["file"]).resolve():
-                shutil.copy2(src, directory / spec["file"])
-        entry.directory = directory
+            src = Path(run_dir) / spec["file"]
+            if src.resolve() != (cat.directory / spec["file"]).resolve():
+                shutil.copy2(src, cat.directory / spec["file"])
+        entry.directory = cat.directory
         cat.upsert(entry)
         cat.save()
     return entry
+
+
+def update_entry(directory: Path, model_id: str, params: dict, metrics: dict):
+    """Merge tuned parameters and their metrics into one entry, re-reading the catalogue under the lock."""
+    with catalogue_lock(directory) as cat:
+        entry = next(e for e in cat.entries if e.id == model_id)
+        entry.params.update(params)
+        entry.metrics.update(metrics)
+        cat.save()
 
 
 def tune_main(argv=None):
@@ -128,9 +143,8 @@ def tune_main(argv=None):
             best, _ = tune_unet(entry, records)
             update = {"threshold": best["threshold"], "gate_threshold": best["gate_threshold"]}
         if args.save:
-            entry.params.update(update)
-            entry.metrics["tuning"] = {"data": args.data, **{k: v for k, v in best.items() if k not in update}}
-            cat.save()
+            update_entry(cat.directory, entry.id, update,
+                         {"tuning": {"data": args.data, **{k: v for k, v in best.items() if k not in update}}})
     except (InputError, ModelError, ValueError) as exc:
         return _fail("ich-tune", str(exc))
     print(json.dumps(best, indent=1))
