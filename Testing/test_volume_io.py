@@ -157,3 +157,13 @@ def test_case_names():
     from pathlib import Path
 
     assert case_name(Path("/x/ct.nii.gz")) == "ct" and case_name(Path("/x/a.b.nrrd")) == "a.b"
+
+
+def test_slices_without_position_get_itk_geometry(tmp_path):
+    """No ImagePositionPatient (or a PNG): voxel (0, 0) at the origin, as ITK/SimpleITK and Slicer
+    read such files, so findings line up with masks read by those tools."""
+    path = shared("ct-ich-slices", "hemo_subset", "049_21.dcm")
+    vol = read_volume(path, spacing=(0.45, 0.45, 5.0))
+    img = sitk.ReadImage(str(path))
+    itk_origin = list(img.GetOrigin()) + [0.0] * (3 - img.GetDimension())
+    assert np.allclose(vol.ijk_to_lps[:3, 3], itk_origin) and np.allclose(itk_origin, 0.0)

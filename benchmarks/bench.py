@@ -42,31 +42,31 @@ def matmul_gflops(device="cpu", n=2048, repeat=5):
 
 
 class Instrument:
-    """Forward hooks: time of the top-level network calls, FLOPs of conv/linear layers."""
+    """Inference time: the methods' batched network calls (every forward pass goes through
+    Method.batched, tensors to and from the device included); FLOPs: hooks on conv/linear layers."""
 
-    def __init__(self, nets, device):
+    def __init__(self, methods, device):
         import torch
 
         self.torch, self.device = torch, device
-        self.seconds, self.flops, self.handles, self._t0 = 0.0, 0.0, [], {}
-        for net in nets:
-            self.handles.append(net.register_forward_pre_hook(self._pre))
-            self.handles.append(net.register_forward_hook(self._post))
-            for m in net.modules():
-                if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
-                    self.handles.append(m.register_forward_hook(self._count))
+        self.seconds, self.flops, self.handles, self._restore = 0.0, 0.0, [], []
+        for method in methods:
+            original = method.batched
 
-    def _sync(self):
-        if self.device == "cuda":
-            self.torch.cuda.synchronize()
+            def timed(*args, _original=original, **kwargs):
+                t0 = time.perf_counter()
+                out = _original(*args, **kwargs)
+                if self.device == "cuda":
+                    self.torch.cuda.synchronize()
+                self.seconds += time.perf_counter() - t0
+                return out
 
-    def _pre(self, module, inputs):
-        self._sync()
-        self._t0[id(module)] = time.perf_counter()
-
-    def _post(self, module, inputs, output):
-        self._sync()
-        self.seconds += time.perf_counter() - self._t0.pop(id(module))
+            method.batched = timed
+            self._restore.append((method, original))
+            for net in method.networks():
+                for m in net.modules():
+                    if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+                        self.handles.append(m.register_forward_hook(self._count))
 
     def _count(self, module, inputs, output):
         torch = self.torch
@@ -81,6 +81,8 @@ class Instrument:
     def close(self):
         for h in self.handles:
             h.remove()
+        for method, original in self._restore:
+            method.batched = original
 
 
 def run_case(name, device, threads):
@@ -115,8 +117,7 @@ def run_case(name, device, threads):
             if "cascade" in methods:
                 scan.cascade_grid()
             t_pre = time.perf_counter() - t1
-            nets = [n for m in methods for n in pipe.instances[m].networks()]
-            inst = Instrument(nets, device)
+            inst = Instrument([pipe.instances[m] for m in methods], device)
             t2 = time.perf_counter()
             for m in methods:
                 pipe.instances[m].run(scan)

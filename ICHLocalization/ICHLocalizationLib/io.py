@@ -247,16 +247,10 @@ def read_dicom_file(path: Path, spacing=None) -> CTVolume:
     if iop is not None:
         row, col = np.array(iop[:3], float), np.array(iop[3:], float)
         direction = np.column_stack([row, col, np.cross(row, col)])
-    origin = np.array([float(v) for v in ipp]) if ipp is not None else _centred_origin(hu.shape, sp)
+    origin = np.array([float(v) for v in ipp]) if ipp is not None else np.zeros(3)  # DICOM/ITK default
     vol = CTVolume.from_lps(hu[None], sp, origin, direction, name=_stem(path))
     vol.metadata["Modality"] = modality
     return vol
-
-
-def _centred_origin(shape2d, spacing):
-    """An origin that puts the slice centre at (0, 0, 0) LPS when the file gives none."""
-    rows, cols = shape2d
-    return np.array([-(cols - 1) * spacing[0] / 2.0, -(rows - 1) * spacing[1] / 2.0, 0.0])
 
 
 def _with_spacing(volume: CTVolume, spacing):
@@ -285,7 +279,7 @@ def read_png_slice(path: Path, spacing, png_window=(40.0, 80.0)) -> CTVolume:
     grey = np.asarray(img.convert("L"), dtype=np.float32)
     level, width = png_window
     hu = (level - width / 2.0) + grey / 255.0 * width
-    vol = CTVolume.from_lps(hu[None], spacing, _centred_origin(grey.shape, spacing), name=_stem(path))
+    vol = CTVolume.from_lps(hu[None], spacing, np.zeros(3), name=_stem(path))  # ITK's origin for 2D images
     vol.metadata["windowed"] = (float(level), float(width))
     vol.warnings.append(f"8-bit windowed image: HU recovered only inside the window L{level:g}/W{width:g}")
     return vol

@@ -328,8 +328,10 @@ def train_unet(records, cfg: TrainConfig, progress=None, patches_per_epoch=2400)
     return model, gate, history + gate_history, val
 
 
+@torch.inference_mode()
 def unet_dice(model, records, threshold=0.5):
     """Mean Dice over val slices with bleed (paper 003's figure), foreground = not background."""
+    model.eval()
     device = next(model.parameters()).device
     dices = []
     for r in records:
