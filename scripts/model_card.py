@@ -11,7 +11,7 @@ def main(reports):
     cat = Catalogue.load()
     lines = ["# Bundled models", "",
              "All models are trained only on synthetic phantoms made by `ich-phantom` (seeds 1–120 for training with a",
-             "15 % patient-level validation split; 121–150 for detector tuning; 9001–9010 never used). They are research",
+             "15 % patient-level validation split; 121–150 for post-processing tuning; 9001–9010 evaluated on, never trained or tuned on). They are research",
              "tools, not medical devices. Weights are plain state dicts loaded with `weights_only=True` after a sha256 check.", ""]
     for e in cat.entries:
         lines += [f"## {e.id} ({e.method}, version {e.version}{', default' if e.default else ''})", ""]

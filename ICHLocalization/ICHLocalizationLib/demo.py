@@ -49,7 +49,11 @@ def summary(truth, found, folder):
         m = run["method"]
         fs = [f for f in found["findings"] if f["method"] == m]
         if m == "unet":
-            desc = ", ".join(f"{f['subtype']} {f['volume_ml']:.1f} mL (ABC/2 {f['abc2_ml']:.1f})" for f in fs) or "none"
+            by = {}
+            for f in fs:
+                n, ml, abc = by.get(f["subtype"], (0, 0.0, 0.0))
+                by[f["subtype"]] = (n + 1, ml + f["volume_ml"], abc + f["abc2_ml"])
+            desc = ", ".join(f"{st} {ml:.1f} mL in {n} segment(s) (ABC/2 {abc:.1f})" for st, (n, ml, abc) in sorted(by.items())) or "none"
         elif m == "cascade":
             desc = ", ".join(f"{f['subtype']} box p={f['probability']:.2f}" for f in fs) or "none"
         else:

