@@ -1,8 +1,5 @@
 """Networks' shapes, the model catalogue, checksums and safe loading."""
-import json
-import shutil
 
-import numpy as np
 import pytest
 import torch
 

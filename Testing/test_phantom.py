@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from conftest import shared
-from ICHLocalizationLib.findings import SUBTYPES
 from ICHLocalizationLib.phantom import RESERVED_SEEDS, generate, main as phantom_main
 
 

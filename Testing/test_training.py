@@ -15,19 +15,16 @@ from ICHTrainingLib.train import TrainConfig, run_training, split_by_patient
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    from ICHTrainingLib.datasets.phantom import build_cache, load_records
+    """Four small phantoms (192×192×16: enough to exercise the trainers) as cached training records."""
+    from ICHLocalizationLib.phantom import generate
+    from ICHTrainingLib.datasets.phantom import load_records, scan_record, subtype_map
 
     cache = tmp_path_factory.mktemp("cache")
-    # small scans are enough to exercise the trainers
-    from ICHLocalizationLib import phantom as ph_mod
-    from ICHTrainingLib.datasets import phantom as ds
-
     paths = []
     for seed in (501, 502, 503, 504):
-        p = cache / f"phantom-{seed}.npz"
-        ph = ph_mod.generate(seed, subtypes=["IPH", "SDH"] if seed % 2 else ["IVH"], size=192, slices=16)
-        np.savez_compressed(p, **ds.scan_record(ph.volume, ds.subtype_map(ph.mask, ph.lesions), f"phantom-{seed}"))
-        paths.append(p)
+        ph = generate(seed, subtypes=["IPH", "SDH"] if seed % 2 else ["IVH"], size=192, slices=16)
+        paths.append(cache / f"phantom-{seed}.npz")
+        np.savez_compressed(paths[-1], **scan_record(ph.volume, subtype_map(ph.mask, ph.lesions), f"phantom-{seed}"))
     return load_records(paths)
 
 

@@ -4,7 +4,7 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import oblique_volume, shared
-from ICHLocalizationLib.io import case_name, read_volume, validate_head_ct, write_image
+from ICHLocalizationLib.io import case_name, read_volume, write_image
 from ICHLocalizationLib.phantom import Phantom, generate, write_dicom_series
 from ICHLocalizationLib.volume import CTVolume, InputError
 
