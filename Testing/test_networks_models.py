@@ -11,9 +11,10 @@ from ICHLocalizationLib.networks import MILNet, SliceClassifier, build_unet
 def test_mil_outputs_slice_probability_and_map(variant):
     net = MILNet(variant).eval()
     x = torch.rand(2, 3, 128, 128)
-    logit, m = net(x)
+    with torch.no_grad():
+        logit, m = net(x)
+        prob, lmap = net.likelihood(x)
     assert logit.shape == (2,) and m.shape == (2, 32, 32), "paper 001: the map is 1/4 of the input"
-    prob, lmap = net.likelihood(x)
     assert lmap.shape == (2, 128, 128) and 0 <= float(lmap.min()) and float(lmap.max()) <= 1
     if variant == "attention":
         assert torch.allclose(m.flatten(1).sum(1), torch.ones(2), atol=1e-5), "attention weights sum to one"
