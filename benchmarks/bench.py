@@ -5,8 +5,8 @@
 Cases: "scan32" 512×512×32 at 0.45×0.45×5 mm, "scan300" 512×512×300 at 0.625 mm (their phantom's
 generation time is reported too: `phantom_seconds`). Each case runs in
 its own process so that peak RSS is that case's. Wall seconds are split into load (reading the
-NIfTI), preprocessing (head mask, crops, alignment, cascade grid), inference (network forward
-passes, timed by forward hooks) and post-processing (the rest). The same run measures the machine's
+NIfTI), preprocessing (head mask, crops, alignment, cascade grid), inference (time inside the
+methods' batched network calls) and post-processing (the rest). The same run measures the machine's
 float32 matmul rate and reports, per network family, achieved FLOP/s (conv and linear FLOPs counted
 by hooks) as a fraction of it.
 """
