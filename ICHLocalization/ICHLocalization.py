@@ -188,6 +188,11 @@ class ICHLocalizationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onFinished(self, nodes, error):
         self.ui.applyButton.text = "Apply"
         if error is not None:
+            from ICHLocalizationLib.pipeline import Cancelled
+
+            if isinstance(error, Cancelled):
+                self.ui.statusLabel.text = "Cancelled; nothing was added to the scene"
+                return
             self.ui.statusLabel.text = "Failed"
             slicer.util.errorDisplay(str(error))
             return
