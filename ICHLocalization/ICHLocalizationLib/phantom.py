@@ -28,7 +28,7 @@ PADDING_HU = -3024
 # tissue HU (mean); each phantom draws its own values around them
 HU = {"air": -1000.0, "fat": -90.0, "scalp": 35.0, "bone": 1400.0, "diploe": 550.0, "csf": 6.0,
       "grey": 39.0, "white": 31.0, "deep_grey": 37.0, "falx": 55.0, "muscle": 45.0, "globe": 12.0,
-      "calcification": 220.0, "holder": 80.0}
+      "calcification": 220.0}
 BLOOD_HU = {"acute": (50.0, 76.0), "subacute": (32.0, 45.0), "chronic": (8.0, 22.0)}
 
 
