@@ -25,10 +25,11 @@ from .volume import CTVolume, box_from_mask_ras
 RESERVED_SEEDS = range(9001, 9011)  # acceptance checks only: never train or tune on these
 PADDING_HU = -3024
 
-# tissue HU (mean); each phantom draws its own values around them
+# tissue HU (mean); each phantom draws its own values around them. "holder" (a head holder, not drawn
+# yet) must stay: its random draw keeps every existing seed's phantom unchanged.
 HU = {"air": -1000.0, "fat": -90.0, "scalp": 35.0, "bone": 1400.0, "diploe": 550.0, "csf": 6.0,
       "grey": 39.0, "white": 31.0, "deep_grey": 37.0, "falx": 55.0, "muscle": 45.0, "globe": 12.0,
-      "calcification": 220.0}
+      "calcification": 220.0, "holder": 80.0}
 BLOOD_HU = {"acute": (50.0, 76.0), "subacute": (32.0, 45.0), "chronic": (8.0, 22.0)}
 
 
