@@ -4,6 +4,7 @@ Thin Slicer glue over ICHLocalizationLib (Slicer-independent): the widget reads 
 parameter node, the logic runs the pipeline in a background thread (torch releases the GIL, so the
 application stays responsive) and creates the output nodes on the main thread through mrml.py.
 """
+import json
 import logging
 import os
 import threading
@@ -341,7 +342,7 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
 
         ph = generate(seed, subtypes=["IPH", "IVH", "SAH", "SDH", "EDH"])
         node = mrml.volume_to_node(ph.volume, name="ICH phantom")
-        node.SetAttribute("ICH.truth", __import__("json").dumps(ph.truth()["lesions"]))
+        node.SetAttribute("ICH.truth", json.dumps(ph.truth()["lesions"]))
         slicer.util.setSliceViewerLayers(background=node, fit=True)
         display = node.GetDisplayNode()
         if display:

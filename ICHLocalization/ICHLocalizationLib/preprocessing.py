@@ -260,33 +260,49 @@ class HeadCrop:
     i0: int
     side: int  # pixels of the native grid (may extend past the image: padded with air)
 
+    def _window(self, h, w):
+        """(native slices, crop slices) of the part of the crop window that lies inside an h × w image."""
+        js, je = max(0, self.j0), min(h, self.j0 + self.side)
+        is_, ie = max(0, self.i0), min(w, self.i0 + self.side)
+        return (np.s_[js:je], np.s_[is_:ie]), (np.s_[js - self.j0:je - self.j0], np.s_[is_ - self.i0:ie - self.i0])
+
+    def _padded(self, array, fill):
+        """(k, j, i) → (k, side, side) window of the native grid, `fill` outside the image."""
+        k, h, w = array.shape
+        (nj, ni), (cj, ci) = self._window(h, w)
+        pad = np.full((k, self.side, self.side), fill, array.dtype)
+        pad[:, cj, ci] = array[:, nj, ni]
+        return pad
+
     def extract(self, hu: np.ndarray, size: int):
         """(k, j, i) HU → (k, size, size) float32 crop, resampled with area averaging."""
         import torch
         import torch.nn.functional as F
 
-        k, h, w = hu.shape
-        pad = np.full((k, self.side, self.side), -1000.0, np.float32)
-        js, je = max(0, self.j0), min(h, self.j0 + self.side)
-        is_, ie = max(0, self.i0), min(w, self.i0 + self.side)
-        pad[:, js - self.j0:je - self.j0, is_ - self.i0:ie - self.i0] = hu[:, js:je, is_:ie]
-        t = torch.from_numpy(pad)[:, None]
+        t = torch.from_numpy(self._padded(np.asarray(hu, np.float32), -1000.0))[:, None]
         mode = "area" if self.side >= size else "bilinear"
         out = F.interpolate(t, size=(size, size), mode=mode, **({} if mode == "area" else {"align_corners": False}))
         return out[:, 0].numpy()
 
-    def paste(self, maps: np.ndarray, shape, fill=0.0):
-        """(k, n, n) maps on the crop grid → (k, h, w) on the native grid (bilinear)."""
+    def extract_labels(self, labels: np.ndarray, size: int):
+        """Nearest-neighbour crop of an integer label map (k, j, i) → (k, size, size)."""
+        pad = self._padded(labels, 0)
+        idx = ((np.arange(size) + 0.5) * self.side / size).astype(int)
+        return pad[:, idx][:, :, idx]
+
+    def paste(self, maps: np.ndarray, shape, fill=0.0, mode="bilinear"):
+        """(k, n, n) maps on the crop grid → (k, h, w) on the native grid ("bilinear" for
+        probabilities, "nearest" for class indices)."""
         import torch
         import torch.nn.functional as F
 
         k, h, w = shape
         t = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
-        up = F.interpolate(t, size=(self.side, self.side), mode="bilinear", align_corners=False)[:, 0].numpy()
+        kw = {"align_corners": False} if mode == "bilinear" else {}
+        up = F.interpolate(t, size=(self.side, self.side), mode=mode, **kw)[:, 0].numpy()
         out = np.full((k, h, w), fill, np.float32)
-        js, je = max(0, self.j0), min(h, self.j0 + self.side)
-        is_, ie = max(0, self.i0), min(w, self.i0 + self.side)
-        out[:, js:je, is_:ie] = up[:, js - self.j0:je - self.j0, is_ - self.i0:ie - self.i0]
+        (nj, ni), (cj, ci) = self._window(h, w)
+        out[:, nj, ni] = up[:, cj, ci]
         return out
 
     def crop_to_native(self, rows, cols, size):
@@ -315,15 +331,13 @@ CASCADE_SPACING = (2.0, 2.0, 5.0)  # mm: 5 mm axial slices as in paper 000, 2 mm
 CASCADE_SIZE = (128, 128, 40)  # (i, j, k): 256 × 256 × 200 mm around the head centre
 
 
-def labels_to_crop(crop: HeadCrop, labels: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour crop of an integer label map (k, j, i) → (k, size, size)."""
-    k, h, w = labels.shape
-    pad = np.zeros((k, crop.side, crop.side), labels.dtype)
-    js, je = max(0, crop.j0), min(h, crop.j0 + crop.side)
-    is_, ie = max(0, crop.i0), min(w, crop.i0 + crop.side)
-    pad[:, js - crop.j0:je - crop.j0, is_ - crop.i0:ie - crop.i0] = labels[:, js:je, is_:ie]
-    idx = ((np.arange(size) + 0.5) * crop.side / size).astype(int)
-    return pad[:, idx][:, :, idx]
+def half_crop(hu256) -> np.ndarray:
+    """The 256 head crop mean-pooled 2×2 to 128: what the MIL network and the U-Net's gate read."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.as_tensor(np.asarray(hu256, np.float32))[:, None]
+    return F.avg_pool2d(t, 2)[:, 0].numpy()
 
 
 def cascade_grid(volume: CTVolume, alignment: Alignment, array=None, linear=True):
@@ -365,13 +379,7 @@ class PreparedScan:
         if size == AXIAL_CROP_SIZE:
             return self._get("crop256", lambda: self.crop.extract(self.volume.hu, AXIAL_CROP_SIZE))
         if size == AXIAL_CROP_SIZE // 2:
-            def half():
-                import torch
-                import torch.nn.functional as F
-
-                t = torch.from_numpy(self.crop_hu(AXIAL_CROP_SIZE))[:, None]
-                return F.avg_pool2d(t, 2)[:, 0].numpy()
-            return self._get("crop128", half)
+            return self._get("crop128", lambda: half_crop(self.crop_hu(AXIAL_CROP_SIZE)))
         return self._get(f"crop{size}", lambda: self.crop.extract(self.volume.hu, size))
 
     @property

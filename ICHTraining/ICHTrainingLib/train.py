@@ -25,7 +25,7 @@ from ICHLocalizationLib.methods.cascade3d import NETS as CASCADE_NETS, PLANES, p
 from ICHLocalizationLib.models import choose_device, file_sha256
 from ICHLocalizationLib.networks import MILNet, SliceClassifier, build_unet
 from ICHLocalizationLib.networks.classifier import ClassifierBank
-from ICHLocalizationLib.preprocessing import channels_torch
+from ICHLocalizationLib.preprocessing import channels_torch, half_crop
 
 from .augment import slice_augmentation
 
@@ -195,12 +195,6 @@ def _augment_batch(aug, images, labels=None):
     return xs, ys
 
 
-def _half(hu):
-    """256 crop → 128 (2×2 mean), the MIL and gate input size."""
-    t = torch.as_tensor(np.asarray(hu, np.float32))
-    return F.avg_pool2d(t[:, None], 2)[:, 0]
-
-
 def slice_auc(labels, scores):
     labels, scores = np.asarray(labels, bool), np.asarray(scores, float)
     pos, neg = scores[labels], scores[~labels]
@@ -235,8 +229,8 @@ def _slice_batches(items, labels, aug, channels, batch_size):
         order = rng.permutation(len(items))
         for s in range(0, len(order) - batch_size + 1, batch_size):
             idx = order[s:s + batch_size]
-            hu = _half(np.stack([items[i][0]["crop_hu"][items[i][1]] for i in idx]))
-            xs, _ = _augment_batch(aug, hu.numpy())
+            hu = half_crop(np.stack([items[i][0]["crop_hu"][items[i][1]] for i in idx]))
+            xs, _ = _augment_batch(aug, hu)
             yield channels_torch(_stack_hu(xs), channels), torch.from_numpy(labels[idx].astype(np.float32))
     return batches
 
@@ -246,7 +240,7 @@ def _validation_slices(model, records, channels, logits):
     ys, ps = [], []
     device = next(model.parameters()).device
     for r in records:
-        x = channels_torch(_half(r["crop_hu"]), channels).to(device)
+        x = channels_torch(torch.from_numpy(half_crop(r["crop_hu"])), channels).to(device)
         ps += torch.sigmoid(logits(model, x)).cpu().tolist()
         ys += r["slice_subtypes"].any(axis=1).tolist()
     return ys, ps

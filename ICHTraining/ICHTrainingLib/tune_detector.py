@@ -10,7 +10,7 @@ import numpy as np
 from ICHLocalizationLib.detector import detect_peaks
 from ICHLocalizationLib.models import ModelEntry, load_state
 from ICHLocalizationLib.networks import MILNet
-from ICHLocalizationLib.preprocessing import AXIAL_CROP_SIZE, channels_torch
+from ICHLocalizationLib.preprocessing import AXIAL_CROP_SIZE, channels_torch, half_crop
 
 from .evaluate import label_boxes_2d, point_in_box_counts
 
@@ -30,8 +30,7 @@ def validation_maps(entry: ModelEntry, records, device="cpu"):
     with torch.inference_mode():
         for r in records:
             hu = torch.from_numpy(r["crop_hu"].astype(np.float32))
-            x = F.avg_pool2d(hu[:, None], 2)[:, 0]
-            _, maps = net.likelihood(channels_torch(x, "mil-code"))
+            _, maps = net.likelihood(channels_torch(torch.from_numpy(half_crop(hu)), "mil-code"))
             maps = F.interpolate(maps[:, None], size=(AXIAL_CROP_SIZE,) * 2, mode="bilinear", align_corners=False)[:, 0]
             head = (hu > -300).numpy()
             for k in range(len(maps)):

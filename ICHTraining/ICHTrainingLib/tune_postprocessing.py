@@ -10,6 +10,7 @@ from ICHLocalizationLib.findings import SUBTYPES
 from ICHLocalizationLib.methods.cascade3d import PLANES, ThreePlaneCascade, fuse, plane_slices
 from ICHLocalizationLib.methods.unet_segmenter import UNetSegmenter
 from ICHLocalizationLib.models import ModelEntry, load_state
+from ICHLocalizationLib.preprocessing import half_crop
 
 from .evaluate import box_iou, match_boxes
 
@@ -58,14 +59,11 @@ def tune_cascade(entry: ModelEntry, records):
 
 def tune_unet(entry: ModelEntry, records, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7), gate_thresholds=(0.2, 0.35, 0.5)):
     """Per-scan Dice on the head-crop grid for each (threshold, gate threshold); the best mean Dice."""
-    import torch.nn.functional as F
-    import torch
-
     method = UNetSegmenter(entry, load_state(entry), "cpu")
     cache = []
     for r in records:
         hu = r["crop_hu"].astype(np.float32)
-        gate = method.gate_probabilities(F.avg_pool2d(torch.from_numpy(hu)[:, None], 2)[:, 0].numpy())
+        gate = method.gate_probabilities(half_crop(hu))
         fg = 1.0 - method.class_probabilities(hu)[:, 0]
         cache.append((gate, fg, r["crop_labels"] > 0))
     results = []

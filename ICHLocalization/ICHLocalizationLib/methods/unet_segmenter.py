@@ -60,7 +60,7 @@ class UNetSegmenter(Method):
         fg_native = np.zeros(vol.shape, np.float32)
         sub_native = np.zeros(vol.shape, np.uint8)
         fg_native[gated] = scan.crop.paste(fg[gated], (len(gated),) + vol.shape[1:])
-        sub_native[gated] = np.rint(self._paste_nearest(scan, sub[gated], len(gated))).astype(np.uint8)
+        sub_native[gated] = np.rint(scan.crop.paste(sub[gated], (len(gated),) + vol.shape[1:], mode="nearest"))
         mask = self._postprocess(fg_native >= float(p.get("threshold", 0.5)), vol.spacing)
         self._components(res, vol, mask, fg_native, sub_native)
         return res
@@ -87,21 +87,6 @@ class UNetSegmenter(Method):
             logits = sliding_window_inference(x, roi_size=(128, 128), sw_batch_size=16, predictor=self.unet,
                                               overlap=0.25, mode="gaussian")
         return torch.softmax(logits, dim=1)
-
-    @staticmethod
-    def _paste_nearest(scan, maps, n):
-        import torch
-        import torch.nn.functional as F
-
-        crop = scan.crop
-        t = torch.from_numpy(maps)[:, None]
-        up = F.interpolate(t, size=(crop.side, crop.side), mode="nearest")[:, 0].numpy()
-        k, h, w = (n,) + scan.volume.shape[1:]
-        out = np.zeros((k, h, w), np.float32)
-        js, je = max(0, crop.j0), min(h, crop.j0 + crop.side)
-        is_, ie = max(0, crop.i0), min(w, crop.i0 + crop.side)
-        out[:, js:je, is_:ie] = up[:, js - crop.j0:je - crop.j0, is_ - crop.i0:ie - crop.i0]
-        return out
 
     def _postprocess(self, mask, spacing):
         p = self.params

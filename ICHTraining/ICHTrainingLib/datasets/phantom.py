@@ -11,8 +11,7 @@ import numpy as np
 
 from ICHLocalizationLib.findings import SUBTYPES
 from ICHLocalizationLib.phantom import RESERVED_SEEDS, generate
-from ICHLocalizationLib.preprocessing import (AXIAL_CROP_SIZE, cascade_grid, estimate_alignment, head_crop,
-                                              head_mask, labels_to_crop)
+from ICHLocalizationLib.preprocessing import AXIAL_CROP_SIZE, cascade_grid, estimate_alignment, head_crop, head_mask
 
 
 def subtype_map(mask: np.ndarray, lesions) -> np.ndarray:
@@ -28,7 +27,7 @@ def scan_record(volume, labels: np.ndarray, patient: str):
     head = head_mask(volume.hu)
     crop = head_crop(head)
     crop_hu = crop.extract(volume.hu, AXIAL_CROP_SIZE)
-    crop_labels = labels_to_crop(crop, labels, AXIAL_CROP_SIZE)
+    crop_labels = crop.extract_labels(labels, AXIAL_CROP_SIZE)
     slice_subtypes = np.stack([(labels == i + 1).any(axis=(1, 2)) for i in range(len(SUBTYPES))], axis=1)
     alignment = estimate_alignment(volume, head)
     casc_hu, _ = cascade_grid(volume, alignment)
