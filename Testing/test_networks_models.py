@@ -4,7 +4,10 @@ import pytest
 import torch
 
 from ICHLocalizationLib.models import Catalogue, ModelEntry, ModelError, choose_device, file_sha256, load_state
-from ICHLocalizationLib.networks import MILNet, SliceClassifier, build_unet
+import copy
+
+from ICHLocalizationLib.networks import MILNet, SliceClassifier, build_unet, prepare_for_inference
+from ICHLocalizationLib.networks.classifier import ClassifierBank
 
 
 @pytest.mark.parametrize("variant", ["maxpool", "attention"])
@@ -29,6 +32,35 @@ def test_classifier_and_unet_shapes():
     assert c(torch.rand(3, 3, 40, 128)).shape == (3,)
     u = build_unet().eval()
     assert u(torch.rand(1, 3, 128, 128)).shape == (1, 6, 128, 128)
+
+
+def _with_trained_batch_norm(net):
+    """Non-trivial running statistics and affine terms, as after training."""
+    torch.manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5); m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5); m.bias.data.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+@pytest.mark.parametrize("make, call", [
+    (lambda: MILNet("maxpool"), lambda n, x: n.likelihood(x)[1]),
+    (lambda: MILNet("attention"), lambda n, x: n.likelihood(x)[0]),
+    (lambda: ClassifierBank(["ich", "SDH"]), lambda n, x: n(x)["SDH"]),
+    (lambda: build_unet(), lambda n, x: n(x)),
+])
+def test_inference_preparation_folds_batch_norm_without_changing_outputs(make, call):
+    net = _with_trained_batch_norm(make())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.inference_mode():
+        before = call(net, x)
+        fast = prepare_for_inference(copy.deepcopy(net))
+        after = call(fast, x)
+    count = lambda kind: sum(isinstance(m, kind) for m in fast.modules())
+    # torch.fx folds batch norm after Conv2d only; the U-Net's transposed convolutions keep theirs
+    assert count(torch.nn.BatchNorm2d) <= count(torch.nn.ConvTranspose2d), "every conv's batch norm folded"
+    assert torch.allclose(before, after, atol=1e-5)
 
 
 def _catalogue(tmp_path, method="mil", state=None):

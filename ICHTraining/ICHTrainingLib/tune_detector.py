@@ -9,7 +9,7 @@ import numpy as np
 
 from ICHLocalizationLib.detector import detect_peaks
 from ICHLocalizationLib.models import ModelEntry, load_state
-from ICHLocalizationLib.networks import MILNet
+from ICHLocalizationLib.networks import MILNet, prepare_for_inference
 from ICHLocalizationLib.preprocessing import AXIAL_CROP_SIZE, channels_torch, half_crop
 
 from .evaluate import label_boxes_2d, point_in_box_counts
@@ -25,7 +25,7 @@ def validation_maps(entry: ModelEntry, records, device="cpu"):
 
     net = MILNet(entry.input.get("variant", "maxpool"))
     net.load_state_dict(load_state(entry))
-    net.eval()
+    prepare_for_inference(net)
     out = []
     with torch.inference_mode():
         for r in records:

@@ -4,6 +4,7 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from ..models import ModelEntry, choose_device
+from ..networks import prepare_for_inference
 
 
 class Method:
@@ -17,6 +18,8 @@ class Method:
         self.params = {**entry.params, **(params or {})}
         self.torch = torch
         self.build(state)
+        for net in self.networks():
+            prepare_for_inference(net).to(self.device)
 
     def build(self, state):
         raise NotImplementedError

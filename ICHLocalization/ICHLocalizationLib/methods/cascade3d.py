@@ -58,7 +58,7 @@ class ThreePlaneCascade(Method):
         for plane in PLANES:
             bank = ClassifierBank(NETS)
             bank.load_state_dict(state[plane])
-            self.banks[plane] = bank.eval().to(self.device)
+            self.banks[plane] = bank
 
     def networks(self):
         return list(self.banks.values())

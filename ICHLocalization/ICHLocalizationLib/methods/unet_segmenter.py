@@ -30,8 +30,6 @@ class UNetSegmenter(Method):
         self.unet.load_state_dict(state["unet"])
         self.gate = SliceClassifier()
         self.gate.load_state_dict(state["gate"])
-        for net in self.networks():
-            net.eval().to(self.device)
 
     def networks(self):
         return [self.unet, self.gate]

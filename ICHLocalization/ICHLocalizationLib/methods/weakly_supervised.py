@@ -22,7 +22,6 @@ class WeaklySupervisedDetector(Method):
         self.variant = self.entry.input.get("variant", "maxpool")
         self.net = MILNet(self.variant)
         self.net.load_state_dict(state)
-        self.net.eval().to(self.device)
 
     def networks(self):
         return [self.net]
