@@ -84,6 +84,8 @@ def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     model.to(device)
+    if device.type == "cpu":  # oneDNN trains ~1.8× faster on channels-last weights (U-Net, 2 cores)
+        model.to(memory_format=torch.channels_last)
     train_model = model
     if world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
