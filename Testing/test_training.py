@@ -117,8 +117,8 @@ def test_unet_k_fold_cross_validation(records, tmp_path):
     assert (tmp_path / "cv" / "fold0").is_dir() and (tmp_path / "cv" / "fold1").is_dir()
 
 
-def test_cascade_fusion_and_unet_threshold_tuning(records, tmp_path):
-    from ICHTrainingLib.tune_postprocessing import FUSION_KERNELS, FUSION_THRESHOLDS, truth_grid_boxes, tune_cascade, tune_unet
+def test_cascade_fusion_tuning(records, tmp_path):
+    from ICHTrainingLib.tune_postprocessing import FUSION_KERNELS, FUSION_THRESHOLDS, truth_grid_boxes, tune_cascade
 
     truth = truth_grid_boxes(records[0]["casc_labels"])
     assert truth and all(t["subtype"] in ("IPH", "SDH", "IVH") for t in truth)
@@ -126,9 +126,22 @@ def test_cascade_fusion_and_unet_threshold_tuning(records, tmp_path):
     best, table = tune_cascade(casc, records[:2])
     assert len(table) == len(FUSION_KERNELS) * len(FUSION_THRESHOLDS)
     assert best["f1"] == max(r["f1"] for r in table) and 0 <= best["se"] <= 1
+
+
+def test_unet_post_processing_tuning_scores_the_methods_own_output(records, tmp_path):
+    from ICHLocalizationLib.phantom import generate
+    from ICHTrainingLib.tune_postprocessing import tune_unet
+
     unet = run_training(records, TrainConfig(method="unet", out=str(tmp_path / "u"), epochs=1, batch_size=4, max_batches=1))
-    best_u, table_u = tune_unet(unet, records[:2], thresholds=(0.4, 0.6), gate_thresholds=(0.0, 0.5))
-    assert len(table_u) == 4 and best_u["dice"] == max(r["dice"] for r in table_u)
+    scans = [(ph.volume, ph.mask > 0) for ph in (generate(505, subtypes=["IPH"], size=192, slices=16),
+                                                 generate(506, subtypes=[], size=192, slices=16))]
+    # an untrained U-Net: a gate of 1.01 keeps no slice, so the bleed-free scan scores 1 and the other 0
+    search = {"gate_threshold": (0.0, 1.01), "threshold": (0.5,), "min_volume_ml": (0.05, 1e6)}
+    best, table = tune_unet(unet, scans, search=search, rounds=1)
+    assert best["dice"] == max(r["dice"] for r in table)
+    nothing = [r for r in table if r["gate_threshold"] == 1.01]
+    assert nothing and all(r["dice"] == 0.5 for r in nothing), "empty output: Dice 0 on the bleed, 1 on the healthy scan"
+    assert {"closing_mm", "opening_mm"}.isdisjoint(best) and set(search) <= set(best)
 
 
 def test_tuning_save_keeps_a_model_registered_meanwhile(tmp_path):

@@ -113,7 +113,8 @@ def update_entry(directory: Path, model_id: str, params: dict, metrics: dict):
 
 def tune_main(argv=None):
     ap = argparse.ArgumentParser(prog="ich-tune", description="Tune post-processing on validation scans: the MIL "
-                                 "detector's (h, T, d) by Bayesian optimization, the cascade's fusion, the U-Net's thresholds.")
+                                 "detector's (h, T, d) by Bayesian optimization, the cascade's fusion, the U-Net's "
+                                 "thresholds, morphology and minimum lesion size.")
     ap.add_argument("--method", choices=("mil", "cascade", "unet"), default="mil")
     ap.add_argument("--data", default="phantom:121-150", help="validation scans (never seeds 9001-9010)")
     ap.add_argument("--cache", default="cache")
@@ -126,22 +127,22 @@ def tune_main(argv=None):
     try:
         cat = Catalogue.load(args.models)
         entry = cat.get(args.method, args.model)
-        records = load_training_records(args.data, args.cache)
         if args.method == "mil":
             from .tune_detector import tune
 
-            best = tune(entry, records, init_points=args.init, n_iter=args.iter)
+            best = tune(entry, load_training_records(args.data, args.cache), init_points=args.init, n_iter=args.iter)
             update = {"detector": {k: best[k] for k in ("h", "T", "d")}}
         elif args.method == "cascade":
             from .tune_postprocessing import tune_cascade
 
-            best, _ = tune_cascade(entry, records)
+            best, _ = tune_cascade(entry, load_training_records(args.data, args.cache))
             update = {"fusion": {"kernel": best["kernel"], "threshold": best["threshold"]}}
         else:
-            from .tune_postprocessing import tune_unet
+            from .datasets import labelled_volumes
+            from .tune_postprocessing import UNET_SEARCH, tune_unet
 
-            best, _ = tune_unet(entry, records)
-            update = {"threshold": best["threshold"], "gate_threshold": best["gate_threshold"]}
+            best, _ = tune_unet(entry, labelled_volumes(args.data))
+            update = {k: best[k] for k in UNET_SEARCH}
         if args.save:
             update_entry(cat.directory, entry.id, update,
                          {"tuning": {"data": args.data, **{k: v for k, v in best.items() if k not in update}}})

@@ -1,8 +1,9 @@
-"""Tuning of the cascade's neighbour fusion and the U-Net's thresholds on validation scans.
+"""Tuning of the cascade's neighbour fusion and the U-Net's post-processing on validation scans.
 
-Both use cached validation records (never seeds 9001–9010): the networks run once per scan, then
-each candidate setting is scored with the protocol its method is judged by — 3D boxes matched at
-IoU ≥ 0.4 (paper 000) for the cascade, Dice for the U-Net.
+Both read validation scans (never seeds 9001–9010): the networks run once per scan, then each
+candidate setting is scored with the protocol its method is judged by — 3D boxes matched at
+IoU ≥ 0.4 (paper 000) on cached cascade grids for the cascade, voxel Dice on the input grid for the
+U-Net (its closing, opening and minimum size are in mm and mL of the input, so it needs the volumes).
 """
 import numpy as np
 
@@ -10,7 +11,7 @@ from ICHLocalizationLib.findings import SUBTYPES
 from ICHLocalizationLib.methods.cascade3d import PLANES, ThreePlaneCascade, fuse, plane_slices
 from ICHLocalizationLib.methods.unet_segmenter import UNetSegmenter
 from ICHLocalizationLib.models import ModelEntry, load_state
-from ICHLocalizationLib.preprocessing import half_crop
+from ICHLocalizationLib.preprocessing import PreparedScan
 
 from .evaluate import box_iou, match_boxes
 
@@ -57,25 +58,41 @@ def tune_cascade(entry: ModelEntry, records):
     return best, results
 
 
-def tune_unet(entry: ModelEntry, records, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7), gate_thresholds=(0.2, 0.35, 0.5)):
-    """Per-scan Dice on the head-crop grid for each (threshold, gate threshold); the best mean Dice."""
+UNET_SEARCH = {"threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "gate_threshold": (0.0, 0.1, 0.2, 0.35, 0.5),
+               "closing_mm": (0.0, 2.0, 4.0), "opening_mm": (0.0, 1.0, 2.0),
+               "min_volume_ml": (0.02, 0.05, 0.1, 0.2, 0.5)}
+
+
+def tune_unet(entry: ModelEntry, scans, search=None, rounds: int = 2):
+    """The U-Net's post-processing on labelled volumes [(CTVolume, truth mask)]: per-scan voxel Dice
+    of the method's own output on the input grid (a bleed-free scan left empty scores 1), maximized
+    one parameter at a time over `search` (coordinate ascent, `rounds` passes from the catalogue's
+    values). The networks run once per scan. Returns (best, table)."""
+    search = search or UNET_SEARCH
     method = UNetSegmenter(entry, load_state(entry), "cpu")
-    cache = []
-    for r in records:
-        hu = r["crop_hu"].astype(np.float32)
-        gate = method.gate_probabilities(half_crop(hu))
-        fg = 1.0 - method.class_probabilities(hu)[:, 0]
-        cache.append((gate, fg, r["crop_labels"] > 0))
-    results = []
-    for thr in thresholds:
-        for gthr in gate_thresholds:
+    cases = []
+    for volume, truth in scans:
+        scan = PreparedScan(volume)
+        cases.append((scan, method.probabilities(scan), np.asarray(truth) > 0))
+    scores = {}
+
+    def score(params):
+        key = tuple(sorted(params.items()))
+        if key not in scores:
             dices = []
-            for gate, fg, truth in cache:
-                pred = (fg >= thr) & (gate >= gthr)[:, None, None]
-                s = pred.sum() + truth.sum()
-                dices.append(2 * (pred & truth).sum() / s if s else 1.0)
-            results.append({"threshold": thr, "gate_threshold": gthr, "dice": float(np.mean(dices))})
-    return max(results, key=lambda r: r["dice"]), results
+            for scan, maps, truth in cases:
+                pred = method.segment(scan, maps, params).lesion_labels > 0
+                total = pred.sum() + truth.sum()
+                dices.append(2.0 * (pred & truth).sum() / total if total else 1.0)
+            scores[key] = float(np.mean(dices))
+        return scores[key]
+
+    best = {name: method.params.get(name, values[len(values) // 2]) for name, values in search.items()}
+    for _ in range(rounds):
+        for name, values in search.items():
+            best[name] = max(values, key=lambda v: (score({**best, name: v}), v == best[name]))
+    table = [{**dict(key), "dice": dice} for key, dice in scores.items()]
+    return {**best, "dice": score(best)}, table
 
 
 __all__ = ["tune_cascade", "tune_unet", "truth_grid_boxes", "box_iou"]

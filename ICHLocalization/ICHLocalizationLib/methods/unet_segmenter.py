@@ -13,6 +13,8 @@
 4. One segment finding per component: subtype by the majority of its voxels' most likely subtype,
    centroid, box, volume (voxels × voxel volume) and the ABC/2 estimate.
 """
+from typing import Dict, NamedTuple, Optional
+
 import numpy as np
 from scipy import ndimage
 
@@ -20,6 +22,14 @@ from ..findings import SUBTYPES, Results, SegmentFinding
 from ..networks import SliceClassifier, build_unet
 from ..preprocessing import AXIAL_CROP_SIZE, channels_torch
 from .base import Method
+
+
+class UNetMaps(NamedTuple):
+    """The networks' output for one scan, on the head crop: P(ICH) per slice (128 crop), foreground
+    probability and most likely subtype index (1..5) per pixel (256 crop)."""
+    gate: np.ndarray
+    fg: np.ndarray
+    sub: np.ndarray
 
 
 class UNetSegmenter(Method):
@@ -35,32 +45,41 @@ class UNetSegmenter(Method):
         return [self.unet, self.gate]
 
     def run(self, scan, progress=None):
-        vol = scan.volume
-        p = self.params
+        return self.segment(scan, self.probabilities(scan, progress))
+
+    def probabilities(self, scan, progress=None) -> "UNetMaps":
+        """The networks' part: gate per slice and the U-Net's maps on the 256 head crop."""
         gate = self.gate_probabilities(scan.crop_hu(AXIAL_CROP_SIZE // 2))
         hu = scan.crop_hu(AXIAL_CROP_SIZE)
         fg = np.zeros(hu.shape, np.float32)
-        sub = np.zeros(hu.shape, np.float32)
+        sub = np.zeros(hu.shape, np.uint8)
         for s in range(0, len(hu), 32):  # in chunks: six class maps of a 300-slice scan would take ~0.5 GB
             probs = self.class_probabilities(hu[s:s + 32])
             fg[s:s + 32] = 1.0 - probs[:, 0]
             sub[s:s + 32] = np.argmax(probs[:, 1:], axis=1) + 1
             if progress:
                 progress(min(1.0, (s + 32) / len(hu)), "U-Net")
+        return UNetMaps(gate, fg, sub)
+
+    def segment(self, scan, maps: "UNetMaps", params: Optional[Dict] = None) -> Results:
+        """Post-processing (params override the catalogue's, for tuning): gate, threshold,
+        morphology and 3D components on the input grid → segment findings."""
+        vol = scan.volume
+        p = {**self.params, **(params or {})}
         res = Results(input=vol.name, volume=vol)
         # slice score: the segmentation's own evidence (a few pixels agreeing), not the gate — on
         # validation phantoms its AUC is 0.98 against 0.87 for the gate
-        res.slice_scores["unet"] = [float(v) for v in ndimage.uniform_filter(fg, (1, 5, 5)).max(axis=(1, 2))]
+        res.slice_scores["unet"] = [float(v) for v in ndimage.uniform_filter(maps.fg, (1, 5, 5)).max(axis=(1, 2))]
         res.lesion_labels = np.zeros(vol.shape, np.uint16)
-        gated = np.nonzero(gate >= float(p.get("gate_threshold", 0.5)))[0]  # paper 002: the gate picks the slices
+        gated = np.nonzero(maps.gate >= float(p.get("gate_threshold", 0.5)))[0]  # paper 002: the gate picks the slices
         if not len(gated):
             return res
         fg_native = np.zeros(vol.shape, np.float32)
         sub_native = np.zeros(vol.shape, np.uint8)
-        fg_native[gated] = scan.crop.paste(fg[gated], (len(gated),) + vol.shape[1:])
-        sub_native[gated] = np.rint(scan.crop.paste(sub[gated], (len(gated),) + vol.shape[1:], mode="nearest"))
-        mask = self._postprocess(fg_native >= float(p.get("threshold", 0.5)), vol.spacing)
-        self._components(res, vol, mask, fg_native, sub_native)
+        fg_native[gated] = scan.crop.paste(maps.fg[gated], (len(gated),) + vol.shape[1:])
+        sub_native[gated] = np.rint(scan.crop.paste(maps.sub[gated], (len(gated),) + vol.shape[1:], mode="nearest"))
+        mask = self._postprocess(fg_native >= float(p.get("threshold", 0.5)), vol.spacing, p)
+        self._components(res, vol, mask, fg_native, sub_native, float(p.get("min_volume_ml", 0.05)))
         return res
 
     def gate_probabilities(self, hu128):
@@ -86,22 +105,22 @@ class UNetSegmenter(Method):
                                               overlap=0.25, mode="gaussian")
         return torch.softmax(logits, dim=1)
 
-    def _postprocess(self, mask, spacing):
-        p = self.params
+    @staticmethod
+    def _postprocess(mask, spacing, p):
         px = float(np.mean(spacing[:2]))
         close = max(1, int(round(float(p.get("closing_mm", 4.0)) / px)))
         opening = max(1, int(round(float(p.get("opening_mm", 2.0)) / px)))
         out = np.zeros_like(mask)
         for k in np.nonzero(mask.any(axis=(1, 2)))[0]:
-            s = ndimage.binary_closing(mask[k], structure=np.ones((close, close), bool))
-            out[k] = ndimage.binary_opening(s, structure=np.ones((opening, opening), bool))
+            s = ndimage.binary_closing(mask[k], structure=np.ones((close, close), bool)) if close > 1 else mask[k]
+            out[k] = ndimage.binary_opening(s, structure=np.ones((opening, opening), bool)) if opening > 1 else s
         return out
 
-    def _components(self, res, vol, mask, fg, sub):
+    @staticmethod
+    def _components(res, vol, mask, fg, sub, min_ml):
         lab, n = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, 2))
         if n == 0:
             return
-        min_ml = float(self.params.get("min_volume_ml", 0.05))
         objects = ndimage.find_objects(lab)
         label_out = 0
         for idx, sl in enumerate(objects, start=1):

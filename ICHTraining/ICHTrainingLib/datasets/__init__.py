@@ -2,6 +2,8 @@
 patient id, axial head crop (HU) with subtype labels, per-slice subtypes, aligned cascade grid."""
 from pathlib import Path
 
+import numpy as np
+
 
 def load_dataset_records(spec: str, cache="cache", workers=2):
     """'phantom:1-120', 'ctich:DIR' (PhysioNet layout), 'rsna:DICOM_DIR,LABELS_CSV' → records."""
@@ -22,3 +24,35 @@ def load_dataset_records(spec: str, cache="cache", workers=2):
         dicom_dir, _, csv_path = arg.partition(",")
         return records(dicom_dir, csv_path, Path(cache) / "rsna")
     raise ValueError(f"unknown dataset {kind!r} in --data {spec!r}; known: phantom:SEEDS, ctich:DIR, rsna:DICOM_DIR,LABELS_CSV")
+
+
+def labelled_volumes(spec: str):
+    """'phantom:121-150' or 'ctich:DIR' → iterator of (CTVolume, bleed mask on its grid), for tuning
+    steps that work on the input grid (the records above hold crops only)."""
+    kind, _, arg = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind == "phantom":
+        from ICHLocalizationLib.phantom import RESERVED_SEEDS, generate
+
+        from ..cli import parse_seeds
+
+        seeds = parse_seeds(arg or "121-150")
+        reserved = [s for s in seeds if s in RESERVED_SEEDS]
+        if reserved:
+            raise ValueError(f"seeds {reserved} are reserved for the acceptance checks: never train or tune on them")
+        for seed in seeds:
+            ph = generate(seed)
+            yield ph.volume, ph.mask > 0
+    elif kind == "ctich":
+        import SimpleITK as sitk
+
+        from ICHLocalizationLib.io import read_volume
+
+        from .ctich import scans
+
+        for _, ct, mask, _ in scans(arg):
+            vol = read_volume(ct, validate=False)
+            truth = sitk.GetArrayFromImage(sitk.ReadImage(str(mask))) > 0 if mask is not None else np.zeros(vol.shape, bool)
+            yield vol, truth
+    else:
+        raise ValueError(f"--data {spec!r}: labelled volumes come from phantom:SEEDS or ctich:DIR")
