@@ -138,10 +138,12 @@ def tune_main(argv=None):
             best, _ = tune_cascade(entry, load_training_records(args.data, args.cache))
             update = {"fusion": {"kernel": best["kernel"], "threshold": best["threshold"]}}
         else:
+            from tqdm import tqdm
+
             from .datasets import labelled_volumes
             from .tune_postprocessing import UNET_SEARCH, tune_unet
 
-            best, _ = tune_unet(entry, labelled_volumes(args.data))
+            best, _ = tune_unet(entry, tqdm(labelled_volumes(args.data), desc="validation scans", unit="scan"))
             update = {k: best[k] for k in UNET_SEARCH}
         if args.save:
             update_entry(cat.directory, entry.id, update,

@@ -476,11 +476,13 @@ def run_training(records, cfg: TrainConfig, progress=None):
         params = {"fusion": dict(CASCADE_FUSION), "stage1_threshold": 0.5, "subtype_threshold": 0.5}
     else:
         raise ValueError(f"unknown method {cfg.method!r}")
-    last = history[-1] if history else {}
-    metrics = {k: v for k, v in last.items() if k.startswith(("val", "gate", "axial", "coronal", "sagittal"))}
+    # each network's last validation (U-Net and gate, the cascade's three planes) — not only the last network's
+    metrics = {k: v for entry in history for k, v in entry.items()
+               if k.startswith(("val", "gate", "axial", "coronal", "sagittal"))}
     if cfg.method == "unet" and cv:
         metrics["cross_validation"] = cv
-    training["seconds"] = round(time.time() - t0, 1)
+    # the epochs' own times, so that a run resumed from its checkpoints still reports its training time
+    training["seconds"] = round(max(time.time() - t0, sum(e.get("seconds", 0.0) for e in history)), 1)
     path, card = write_model(out, name, state, {"training": training, "history": history, "input": inp})
     entry = ModelEntry(id=mid, method=cfg.method, version=time.strftime("%Y.%m.%d"),
                        files={"weights": {"file": path.name, "sha256": card["sha256"]}}, input=inp, params=params,
