@@ -19,7 +19,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   "$BIN/ich-tune" --data "$TUNE_DATA" --iter "$TUNE_ITER" --save > runs/tune-maxpool.log 2>&1 &&
   "$BIN/ich-tune" --data "$TUNE_DATA" --iter "$TUNE_ITER" --model mil-attention-phantom --save > runs/tune-attention.log 2>&1 ) &
 lane_a=$!
-"$BIN/ich-train" unet --data "$DATA" --epochs 12 --out runs/unet --register --workers 1 > runs/unet.log 2>&1 &&
+"$BIN/ich-train" unet --data "$DATA" --epochs 30 --out runs/unet30 --register --workers 1 > runs/unet30.log 2>&1 &&
 "$BIN/ich-tune" --method unet --data phantom:121-150 --save > runs/tune-unet.log 2>&1 &
 lane_b=$!
 "$BIN/ich-train" cascade --data "$DATA" --epochs 8 --out runs/cascade --register --workers 1 > runs/cascade.log 2>&1 &&
