@@ -1,9 +1,9 @@
 """U-Net segmenter (papers 002 and 003): slice gate → 2D U-Net → post-processing → 3D lesions.
 
 1. A light slice classifier (paper 002) reads every axial slice of the head crop at 128×128; the
-   segmentation of slices with P(ICH) ≥ gate_threshold is kept. The method's slice score is the
-   segmentation's own evidence (maximum of the 5×5-smoothed foreground probability): on validation
-   phantoms it ranks bleed slices far better than the gate (AUC 0.98 vs 0.87).
+   segmentation of slices with P(ICH) ≥ gate_threshold is kept (the bundled model's tuned threshold is
+   0: every slice). The method's slice score is the segmentation's own evidence (maximum of the
+   5×5-smoothed foreground probability), which ranks bleed slices better than the gate.
 2. The U-Net (six classes: background + five subtypes) reads the 256 head crop with MONAI's
    sliding-window inference, 128×128 windows averaged where they overlap (paper 003's crops);
    "full" reads the whole crop at once.
@@ -67,8 +67,8 @@ class UNetSegmenter(Method):
         vol = scan.volume
         p = {**self.params, **(params or {})}
         res = Results(input=vol.name, volume=vol)
-        # slice score: the segmentation's own evidence (a few pixels agreeing), not the gate — on
-        # validation phantoms its AUC is 0.98 against 0.87 for the gate
+        # slice score: the segmentation's own evidence (a few pixels agreeing), not the gate — with the
+        # first bundled model, its AUC on validation phantoms was 0.98 against 0.87 for the gate
         res.slice_scores["unet"] = [float(v) for v in ndimage.uniform_filter(maps.fg, (1, 5, 5)).max(axis=(1, 2))]
         res.lesion_labels = np.zeros(vol.shape, np.uint16)
         gated = np.nonzero(maps.gate >= float(p.get("gate_threshold", 0.5)))[0]  # paper 002: the gate picks the slices
