@@ -22,7 +22,7 @@ lane_a=$!
 "$BIN/ich-train" unet --data "$DATA" --epochs 30 --out runs/unet30 --register --workers 1 > runs/unet30.log 2>&1 &&
 "$BIN/ich-tune" --method unet --data phantom:121-150 --save > runs/tune-unet.log 2>&1 &
 lane_b=$!
-"$BIN/ich-train" cascade --data "$DATA" --epochs 8 --out runs/cascade --register --workers 1 > runs/cascade.log 2>&1 &&
+"$BIN/ich-train" cascade --data "$DATA" --epochs 12 --out runs/cascade12 --register --workers 1 > runs/cascade12.log 2>&1 &&
 "$BIN/ich-tune" --method cascade --data phantom:121-150 --save > runs/tune-cascade.log 2>&1
 wait $lane_a $lane_b
 "$BIN/python" scripts/model_card.py
