@@ -14,7 +14,7 @@ mkdir -p runs
 "$BIN/python" -c "from ICHTrainingLib.datasets.phantom import build_cache; build_cache(range(1, 151), 'cache/phantom', workers=2)" \
   > runs/cache.log 2>&1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-( "$BIN/ich-train" mil --variant maxpool --data "$DATA" --epochs 6 --out runs/mil-maxpool --register --workers 1 > runs/mil-maxpool.log 2>&1 &&
+( "$BIN/ich-train" mil --variant maxpool --data "$DATA" --epochs 12 --out runs/mil12 --register --workers 1 > runs/mil12.log 2>&1 &&
   "$BIN/ich-train" mil --variant attention --data "$DATA" --epochs 4 --out runs/mil-attention --register --workers 1 > runs/mil-attention.log 2>&1 &&
   "$BIN/ich-tune" --data "$TUNE_DATA" --iter "$TUNE_ITER" --save > runs/tune-maxpool.log 2>&1 &&
   "$BIN/ich-tune" --data "$TUNE_DATA" --iter "$TUNE_ITER" --model mil-attention-phantom --save > runs/tune-attention.log 2>&1 ) &
