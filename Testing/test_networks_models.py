@@ -1,11 +1,10 @@
 """Networks' shapes, the model catalogue, checksums and safe loading."""
+import copy
 
 import pytest
 import torch
 
 from ICHLocalizationLib.models import Catalogue, ModelEntry, ModelError, choose_device, file_sha256, load_state
-import copy
-
 from ICHLocalizationLib.networks import MILNet, SliceClassifier, build_unet, prepare_for_inference
 from ICHLocalizationLib.networks.classifier import ClassifierBank
 

@@ -78,7 +78,8 @@ class Instrument:
         elif isinstance(module, torch.nn.ConvTranspose2d):
             flops = 2.0 * inputs[0].numel() * module.out_channels * module.kernel_size[0] * module.kernel_size[1] / module.groups
         else:
-            flops = 2.0 * output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            k = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            flops = 2.0 * output.numel() * k
         self.flops[name] += flops
 
     def close(self):

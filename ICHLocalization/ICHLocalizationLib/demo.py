@@ -5,7 +5,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from . import cli
 from .models import Catalogue, ModelError
 from .phantom import generate, write_phantom

@@ -8,9 +8,9 @@ map is a probability (sigmoid of the logit map), so h and T search [0, 1] instea
 import numpy as np
 
 from ICHLocalizationLib.detector import detect_peaks
+from ICHLocalizationLib.methods.weakly_supervised import WeaklySupervisedDetector
 from ICHLocalizationLib.models import ModelEntry, load_state
-from ICHLocalizationLib.networks import MILNet, prepare_for_inference
-from ICHLocalizationLib.preprocessing import AXIAL_CROP_SIZE, channels_torch, half_crop
+from ICHLocalizationLib.preprocessing import half_crop
 
 from .evaluate import label_boxes_2d, point_in_box_counts
 
@@ -19,22 +19,16 @@ BOUNDS = {"maxpool": {"h": (0.0, 1.0), "T": (0.0, 1.0), "d": (1.0, 60.0)},
 
 
 def validation_maps(entry: ModelEntry, records, device="cpu"):
-    """Per slice: (likelihood map on the 256 crop grid, head mask, list of 2D lesion boxes)."""
-    import torch
-    import torch.nn.functional as F
-
-    net = MILNet(entry.input.get("variant", "maxpool"))
-    net.load_state_dict(load_state(entry))
-    prepare_for_inference(net)
+    """Per slice: (likelihood map on the 256 crop grid, head mask, list of 2D lesion boxes), from the
+    method's own maps."""
+    method = WeaklySupervisedDetector(entry, load_state(entry), device)
     out = []
-    with torch.inference_mode():
-        for r in records:
-            hu = torch.from_numpy(r["crop_hu"].astype(np.float32))
-            _, maps = net.likelihood(channels_torch(torch.from_numpy(half_crop(hu)), "mil-code"))
-            maps = F.interpolate(maps[:, None], size=(AXIAL_CROP_SIZE,) * 2, mode="bilinear", align_corners=False)[:, 0]
-            head = (hu > -300).numpy()
-            for k in range(len(maps)):
-                out.append((maps[k].numpy(), head[k], label_boxes_2d(r["crop_labels"][k])))
+    for r in records:
+        hu = r["crop_hu"].astype(np.float32)
+        _, maps = method.likelihood_maps(half_crop(hu))
+        head = hu > -300
+        for k in range(len(maps)):
+            out.append((maps[k], head[k], label_boxes_2d(r["crop_labels"][k])))
     return out
 
 

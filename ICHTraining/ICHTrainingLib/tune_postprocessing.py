@@ -8,7 +8,7 @@ U-Net (its closing, opening and minimum size are in mm and mL of the input, so i
 import numpy as np
 
 from ICHLocalizationLib.findings import SUBTYPES
-from ICHLocalizationLib.methods.cascade3d import PLANES, ThreePlaneCascade, fuse, plane_slices
+from ICHLocalizationLib.methods.cascade3d import PLANES, ThreePlaneCascade, fuse_columns, plane_slices
 from ICHLocalizationLib.methods.unet_segmenter import UNetSegmenter
 from ICHLocalizationLib.models import ModelEntry, load_state
 from ICHLocalizationLib.preprocessing import PreparedScan
@@ -46,7 +46,7 @@ def tune_cascade(entry: ModelEntry, records):
         for thr in FUSION_THRESHOLDS:
             tp = fp = fn = right = 0
             for grid, probs, truth in raw:
-                fused = {p: np.stack([fuse(v[:, c], kernel) for c in range(v.shape[1])], axis=1) for p, v in probs.items()}
+                fused = {p: fuse_columns(v, kernel) for p, v in probs.items()}
                 pred = [{"subtype": code, "bbox_ras": _index_box(k, j, i)} for code, k, j, i, _ in method.grid_boxes(fused, grid, thr)]
                 matches, fps, fns = match_boxes(pred, truth, 0.4)
                 tp, fp, fn = tp + len(matches), fp + len(fps), fn + len(fns)

@@ -43,6 +43,11 @@ def fuse(p: np.ndarray, kernel) -> np.ndarray:
     return num / np.maximum(den, 1e-9)
 
 
+def fuse_columns(p: np.ndarray, kernel) -> np.ndarray:
+    """fuse() applied to every column of an (n, classes) probability table."""
+    return np.stack([fuse(p[:, c], kernel) for c in range(p.shape[1])], axis=1)
+
+
 def runs(mask: np.ndarray):
     """Inclusive (start, end) of each run of True."""
     m = np.concatenate([[False], np.asarray(mask, bool), [False]])
@@ -83,7 +88,7 @@ class ThreePlaneCascade(Method):
 
                 raw[stage2, 1:] = raw[stage2, :1] * self.batched(subtypes, slices[stage2], batch=64)
         kernel = kernel if kernel is not None else p.get("fusion", {}).get("kernel", [0.25, 0.5, 0.25])
-        return np.stack([fuse(raw[:, c], kernel) for c in range(raw.shape[1])], axis=1)
+        return fuse_columns(raw, kernel)
 
     def grid_boxes(self, probs, grid, threshold=None):
         """[(subtype, (k0, k1), (j0, j1), (i0, i1), probability)] on the cascade grid from the three

@@ -26,12 +26,10 @@ class WeaklySupervisedDetector(Method):
     def networks(self):
         return [self.net]
 
-    def run(self, scan, progress=None):
+    def likelihood_maps(self, hu, progress=None):
+        """Slice probabilities (n,) and likelihood maps on the 256 crop grid (n, 256, 256) from the
+        network's input crop (HU); the detector and its tuning read these maps."""
         import torch.nn.functional as F
-
-        vol = scan.volume
-        size_in = int(self.entry.input.get("size", 128))
-        hu = scan.crop_hu(size_in)
 
         def infer(x):
             prob, lmap = self.net.likelihood(channels_torch(x, "mil-code"))
@@ -39,7 +37,11 @@ class WeaklySupervisedDetector(Method):
                                  align_corners=False)[:, 0]
             return prob, lmap
 
-        probs, maps = self.batched(infer, hu, batch=32, progress=progress, label="MIL")
+        return self.batched(infer, hu, batch=32, progress=progress, label="MIL")
+
+    def run(self, scan, progress=None):
+        vol = scan.volume
+        probs, maps = self.likelihood_maps(scan.crop_hu(int(self.entry.input.get("size", 128))), progress)
         det = self.params["detector"]
         head_crop = scan.crop.extract(scan.head.astype(np.float32), AXIAL_CROP_SIZE) > 0.5
         res = Results(input=vol.name, volume=vol)

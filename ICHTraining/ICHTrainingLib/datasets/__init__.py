@@ -32,15 +32,12 @@ def labelled_volumes(spec: str):
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
     if kind == "phantom":
-        from ICHLocalizationLib.phantom import RESERVED_SEEDS, generate
+        from ICHLocalizationLib.phantom import generate
 
         from ..cli import parse_seeds
+        from .phantom import refuse_reserved
 
-        seeds = parse_seeds(arg or "121-150")
-        reserved = [s for s in seeds if s in RESERVED_SEEDS]
-        if reserved:
-            raise ValueError(f"seeds {reserved} are reserved for the acceptance checks: never train or tune on them")
-        for seed in seeds:
+        for seed in refuse_reserved(parse_seeds(arg or "121-150")):
             ph = generate(seed)
             yield ph.volume, ph.mask > 0
     elif kind == "ctich":

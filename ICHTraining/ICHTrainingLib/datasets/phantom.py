@@ -52,12 +52,18 @@ def _build_one(args):
     return path
 
 
-def build_cache(seeds: Iterable[int], cache_dir, workers: int = 2, progress=True) -> List[Path]:
-    """Generate and preprocess phantoms (skipping those already cached); refuses reserved seeds."""
+def refuse_reserved(seeds: Iterable[int]) -> List[int]:
+    """The seeds as a list, or ValueError if any is kept for the acceptance checks."""
     seeds = list(seeds)
     reserved = [s for s in seeds if s in RESERVED_SEEDS]
     if reserved:
         raise ValueError(f"seeds {reserved} are reserved for the acceptance checks: never train or tune on them")
+    return seeds
+
+
+def build_cache(seeds: Iterable[int], cache_dir, workers: int = 2, progress=True) -> List[Path]:
+    """Generate and preprocess phantoms (skipping those already cached); refuses reserved seeds."""
+    seeds = refuse_reserved(seeds)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(s, cache_dir / f"phantom-{s}.npz") for s in seeds]
