@@ -55,6 +55,47 @@ def test_short_training_run_checkpoints_resumes_and_registers(records, tmp_path,
     assert got.training["command"].startswith("ich-train") and load_state(got)
 
 
+
+def test_fine_tuning_starts_from_the_given_weights(records, tmp_path):
+    """--init: a run at learning rate 0 hands back exactly the weights it started from (batch-norm
+    statistics aside), and its card names them by sha256; a file of another method is refused."""
+    import torch
+
+    from ICHLocalizationLib.models import file_sha256
+
+    first = run_training(records, TrainConfig(method="unet", out=str(tmp_path / "a"), epochs=1, batch_size=4, max_batches=1))
+    init = tmp_path / "a" / first.files["weights"]["file"]
+    cfg = TrainConfig(method="unet", out=str(tmp_path / "b"), epochs=1, batch_size=4, max_batches=1, lr=0.0, init=str(init))
+    second = run_training(records, cfg)
+    a = torch.load(init, weights_only=True)
+    b = torch.load(tmp_path / "b" / second.files["weights"]["file"], weights_only=True)
+    for net in ("unet", "gate"):
+        learned = [k for k in a[net] if "running_" not in k and "num_batches" not in k]
+        assert learned and all(torch.equal(a[net][k], b[net][k]) for k in learned), net
+    assert second.training["init"]["sha256"] == file_sha256(init)
+    with pytest.raises(ValueError, match="--init .*no 'gate' weights|--init .*unet"):
+        mil = run_training(records, TrainConfig(method="mil", out=str(tmp_path / "m"), epochs=1, batch_size=4, max_batches=1))
+        run_training(records, TrainConfig(method="unet", out=str(tmp_path / "c"), epochs=1, max_batches=1,
+                                          init=str(tmp_path / "m" / mil.files["weights"]["file"])))
+    with pytest.raises(ValueError, match="no such weights file"):
+        run_training(records, TrainConfig(method="unet", out=str(tmp_path / "d"), init=str(tmp_path / "missing.pt")))
+
+
+def test_unet_subtype_balanced_patches(records):
+    """balance='subtype': each subtype is the target of about a third of the bleed patches here
+    (three subtypes: IPH and SDH in two scans, IVH in two), whatever its pixel count."""
+    from ICHTrainingLib.train import _unet_patches, unet_patch_index
+
+    index = unet_patch_index(records)
+    assert [s for s, _ in index[1]] == [1, 2, 4]  # IPH, IVH, SDH
+    rng = np.random.default_rng(0)
+    _, y = _unet_patches(index, 600, rng, lambda d: d, balance="subtype")
+    bleed = y[np.arange(600) % 3 != 2].numpy()
+    share = {s: float(np.mean([(p == s).any() for p in bleed])) for s in (1, 2, 4)}
+    assert all(0.25 < v for v in share.values()), share
+    _, y = _unet_patches(index, 600, np.random.default_rng(0), lambda d: d, balance="slice")
+    assert (y[np.arange(600) % 3 != 2] > 0).flatten(1).any(1).all(), "every bleed patch holds bleed"
+
 def test_torchrun_two_processes(tmp_path, records):
     """Distributed data parallel with gloo on two CPU processes."""
     script = tmp_path / "ddp.py"

@@ -48,9 +48,47 @@ class TrainConfig:
     folds: int = 1
     data: List[str] = field(default_factory=list)  # description of the training data
     command: str = ""
+    init: Optional[str] = None  # weights file (model.pt of an earlier run) to start from: fine-tuning
+    balance: str = "slice"  # U-Net bleed patches: "slice" (paper 003) or "subtype" (each subtype equally often)
 
 
 # --- splits and the training loop ------------------------------------------------------------------
+def init_file(cfg: TrainConfig) -> Path:
+    path = Path(cfg.init)
+    if not path.is_file():
+        raise ValueError(f"--init {path}: no such weights file (give the model .pt of an earlier run)")
+    return path
+
+
+def initial_state(cfg: TrainConfig, key: Optional[str] = None):
+    """The weights of cfg.init (or its `key` part: 'unet', 'gate', a cascade plane), or None to start
+    from scratch. Loaded as tensors only, like the bundled models."""
+    if not cfg.init:
+        return None
+    path = init_file(cfg)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickled code, truncated file, not a torch file
+        raise ValueError(f"--init {path}: not a weights file this trainer can load ({type(exc).__name__})")
+    if key is not None:
+        if not isinstance(state, dict) or key not in state:
+            raise ValueError(f"--init {path}: has no '{key}' weights; give a {cfg.method} model of the same kind")
+        state = state[key]
+    return state
+
+
+def start_from(model, cfg: TrainConfig, key: Optional[str] = None):
+    """Load cfg.init into model (a clear error when the file holds another network)."""
+    state = initial_state(cfg, key)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"--init {cfg.init}: its weights do not fit this {cfg.method} network "
+                             f"({str(exc).splitlines()[0]})")
+    return model
+
+
 def split_by_patient(records, val_fraction=0.15, seed=0, fold=0, folds=1):
     """(train, val) with no patient in both (paper 004's lesson). folds > 1: K-fold by patient."""
     patients = sorted({r["patient"] for r in records})
@@ -254,7 +292,7 @@ def train_mil(records, cfg: TrainConfig, progress=None):
     train, val = split_by_patient(records, cfg.val_fraction, cfg.seed)
     items, labels, pos_weight = _slice_items(train)
     batches = _slice_batches(items, labels, slice_augmentation(with_label=False, seed=cfg.seed), "mil-code", cfg.batch_size)
-    model = MILNet(cfg.variant)
+    model = start_from(MILNet(cfg.variant), cfg)
 
     def loss_fn(m, x, y):
         logit, _ = m(x)
@@ -273,19 +311,41 @@ def train_mil(records, cfg: TrainConfig, progress=None):
 UNET_PATCH = 128
 
 
-def _unet_patches(records, n, rng, aug):
-    """Paper 003's sampling: patches around bleeds (positive oversampling) plus random patches."""
-    pos_slices = [(r, k) for r in records for k in np.nonzero(r["crop_labels"].any(axis=(1, 2)))[0]]
+def unet_patch_index(records):
+    """Where _unet_patches draws from: every bleed slice, the slices holding each subtype (on the
+    crop the U-Net reads), every slice."""
+    pos_slices, by_subtype = [], {s: [] for s in range(1, len(SUBTYPES) + 1)}
+    for r in records:
+        for k in np.nonzero(r["crop_labels"].any(axis=(1, 2)))[0]:
+            pos_slices.append((r, k))
+            for s in np.unique(r["crop_labels"][k]):
+                if s:
+                    by_subtype[int(s)].append((r, k))
     all_slices = [(r, k) for r in records for k in range(len(r["slice_subtypes"]))]
+    return pos_slices, [(s, lst) for s, lst in by_subtype.items() if lst], all_slices
+
+
+def _unet_patches(index, n, rng, aug, balance="slice"):
+    """Paper 003's sampling: patches around bleeds (positive oversampling, two of three) plus random
+    patches. balance="subtype" first draws a subtype, each equally often, then a slice holding it and
+    a pixel of it: thin SAH and small IVH then get as many patches as the large SDH (a departure)."""
+    pos_slices, by_subtype, all_slices = index
     imgs, labs = [], []
-    size = records[0]["crop_hu"].shape[-1]
+    size = all_slices[0][0]["crop_hu"].shape[-1]
     half = UNET_PATCH // 2
     for i in range(n):
         positive = pos_slices and i % 3 != 2
-        r, k = pos_slices[rng.integers(len(pos_slices))] if positive else all_slices[rng.integers(len(all_slices))]
+        target = None
+        if positive and balance == "subtype":
+            target, lst = by_subtype[rng.integers(len(by_subtype))]
+            r, k = lst[rng.integers(len(lst))]
+        elif positive:
+            r, k = pos_slices[rng.integers(len(pos_slices))]
+        else:
+            r, k = all_slices[rng.integers(len(all_slices))]
         lab = r["crop_labels"][k]
         if positive:
-            jj, ii = np.nonzero(lab)
+            jj, ii = np.nonzero(lab == target if target is not None else lab)
             c = rng.integers(len(jj))
             cj, ci = jj[c] + rng.integers(-40, 41), ii[c] + rng.integers(-40, 41)
         else:
@@ -305,12 +365,16 @@ def train_unet(records, cfg: TrainConfig, progress=None, patches_per_epoch=2400)
     torch.manual_seed(cfg.seed)
     train, val = split_by_patient(records, cfg.val_fraction, cfg.seed, cfg.fold, cfg.folds)
     aug = slice_augmentation(with_label=True, seed=cfg.seed)
-    model = build_unet()
+    if cfg.balance not in ("slice", "subtype"):
+        raise ValueError(f"balance {cfg.balance!r}: choose 'slice' or 'subtype'")
+    model = start_from(build_unet(), cfg, "unet")
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False)
+
+    index = unet_patch_index(train)
 
     def batches(epoch, rng):
         for _ in range(patches_per_epoch // cfg.batch_size):
-            x, y = _unet_patches(train, cfg.batch_size, rng, aug)
+            x, y = _unet_patches(index, cfg.batch_size, rng, aug, cfg.balance)
             yield x, y
 
     def loss_fn(m, x, y):
@@ -348,7 +412,7 @@ def train_gate(records, cfg: TrainConfig, progress=None):
     train, val = split_by_patient(records, cfg.val_fraction, cfg.seed, cfg.fold, cfg.folds)
     items, labels, pos_weight = _slice_items(train)
     batches = _slice_batches(items, labels, slice_augmentation(with_label=False, seed=cfg.seed + 1), "unet", cfg.batch_size)
-    model = SliceClassifier()
+    model = start_from(SliceClassifier(), gcfg, "gate")
 
     def loss_fn(m, x, y):
         return F.binary_cross_entropy_with_logits(m(x), y, pos_weight=pos_weight.to(x.device))
@@ -387,7 +451,7 @@ def train_cascade(records, cfg: TrainConfig, progress=None):
                              [max(1.0, (labs[:, 0] & ~labs[:, s]).sum() / max(1, labs[:, s].sum())) for s in range(1, 6)])
         aug = slice_augmentation(with_label=False, seed=cfg.seed + PLANES.index(plane), rotate_deg=10.0,
                                  spatial_axis_lr=1 if plane != "sagittal" else 0)
-        bank = ClassifierBank(CASCADE_NETS)
+        bank = start_from(ClassifierBank(CASCADE_NETS), cfg, plane)
 
         def batches(epoch, rng, items=items, labs=labs, aug=aug):
             pos = np.nonzero(labs[:, 0])[0]
@@ -455,6 +519,10 @@ def run_training(records, cfg: TrainConfig, progress=None):
     n_train = len(split_by_patient(records, cfg.val_fraction, cfg.seed, cfg.fold, cfg.folds)[0])
     training = {"data": cfg.data, "scans": len(records), "train_scans": n_train, "command": cfg.command,
                 "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "device": str(choose_device(cfg.device))}
+    if cfg.init:
+        training["init"] = {"file": str(cfg.init), "sha256": file_sha256(init_file(cfg))}
+    if cfg.method == "unet":
+        training["balance"] = cfg.balance
     if cfg.method == "mil":
         model, history, _ = train_mil(records, cfg, progress)
         state = model.state_dict()
