@@ -8,7 +8,9 @@
    probability is P(ICH)·P(subtype | ICH).
 3. Fusion with neighbours: p'(n) = Σ_m w_m p(n+m) / Σ_m w_m over slices inside the stack (default
    kernel 0.25/0.5/0.25, chosen on validation data; see the model card).
-4. Per subtype, runs of fused p ≥ threshold in each plane are intervals; their products (axial ×
+4. Per subtype, runs of fused p ≥ threshold in each plane are intervals (one threshold, or one per
+   plane and subtype: `fusion.thresholds`, tuned on validation scans because the 15 subtype
+   classifiers are not equally calibrated — the paper gives no threshold); their products (axial ×
    coronal × sagittal) are boxes. Several runs in several planes give ambiguous products: ours keeps
    those that hold blood-density voxels (45–100 HU in the brain, ≥ min_blood_ml), at most as many as
    the largest number of runs in one plane (a departure: the paper does not say how it resolves this).
@@ -90,13 +92,23 @@ class ThreePlaneCascade(Method):
         kernel = kernel if kernel is not None else p.get("fusion", {}).get("kernel", [0.25, 0.5, 0.25])
         return fuse_columns(raw, kernel)
 
+    def plane_thresholds(self, threshold=None):
+        """{plane: [IPH, IVH, SAH, SDH, EDH] thresholds} from a number, such a dict, or (None) the
+        catalogue's fusion parameters: per-classifier `thresholds` where tuned, else `threshold`."""
+        if threshold is None:
+            fusion = self.params.get("fusion", {})
+            threshold = fusion.get("thresholds", fusion.get("threshold", 0.5))
+        if isinstance(threshold, dict):
+            return {plane: [float(v) for v in threshold[plane]] for plane in PLANES}
+        return {plane: [float(threshold)] * len(SUBTYPES) for plane in PLANES}
+
     def grid_boxes(self, probs, grid, threshold=None):
         """[(subtype, (k0, k1), (j0, j1), (i0, i1), probability)] on the cascade grid from the three
         planes' fused probabilities (interval products, ambiguous ones resolved by blood density)."""
-        thr = float(threshold if threshold is not None else self.params.get("fusion", {}).get("threshold", 0.5))
+        thr = self.plane_thresholds(threshold)
         brain, out = None, []
         for s, code in enumerate(SUBTYPES, start=1):
-            ivals = {plane: runs(probs[plane][:, s] >= thr) for plane in PLANES}
+            ivals = {plane: runs(probs[plane][:, s] >= thr[plane][s - 1]) for plane in PLANES}
             if not all(ivals.values()):
                 continue
             cands = [(a, c, g) for a in ivals["axial"] for c in ivals["coronal"] for g in ivals["sagittal"]]
