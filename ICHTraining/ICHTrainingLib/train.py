@@ -535,7 +535,8 @@ def run_training(records, cfg: TrainConfig, progress=None):
         state = {"unet": model.state_dict(), "gate": gate.state_dict()}
         name, mid = "unet", "unet-phantom"
         inp = {"channels": "unet", "size": 256, "gate_size": 128, "crop": "head"}
-        params = {"threshold": 0.5, "gate_threshold": 0.5, "closing_mm": 4.0, "opening_mm": 2.0, "min_volume_ml": 0.05}
+        params = {"threshold": 0.5, "gate_threshold": 0.5, "closing_mm": 4.0, "opening_mm": 2.0, "min_volume_ml": 0.05,
+                  "mirror": True}
     elif cfg.method == "cascade":
         banks, history, val = train_cascade(records, cfg, progress)
         state = {plane: bank.state_dict() for plane, bank in banks.items()}

@@ -1,12 +1,14 @@
 """U-Net segmenter (papers 002 and 003): slice gate → 2D U-Net → post-processing → 3D lesions.
 
 1. A light slice classifier (paper 002) reads every axial slice of the head crop at 128×128; the
-   segmentation of slices with P(ICH) ≥ gate_threshold is kept (the bundled model's tuned threshold is
-   0: every slice). The method's slice score is the segmentation's own evidence (maximum of the
+   segmentation of slices with P(ICH) ≥ gate_threshold is kept (tuned on validation scans; 0 keeps
+   every slice). The method's slice score is the segmentation's own evidence (maximum of the
    5×5-smoothed foreground probability), which ranks bleed slices better than the gate.
 2. The U-Net (six classes: background + five subtypes) reads the 256 head crop with MONAI's
    sliding-window inference, 128×128 windows averaged where they overlap (paper 003's crops);
-   "full" reads the whole crop at once.
+   "full" reads the whole crop at once. With `mirror` (a departure: test-time augmentation as in
+   nnU-Net, not in the papers) the left-right mirrored slice is read too and the two softmax maps
+   averaged — on validation phantoms +0.01 Dice over bleed slices for twice the network time.
 3. Paper 003's post-processing on the input grid, in mm so it holds for any pixel size: foreground
    probability ≥ threshold, closing (paper: 10×10 px at ~0.45 mm ≈ 4 mm) then opening (5×5 px ≈ 2 mm),
    3D connected components, components below min_volume_ml dropped.
@@ -95,9 +97,17 @@ class UNetSegmenter(Method):
     def _segment(self, x):
         import torch
 
+        x = channels_torch(x, "unet")
+        probs = self._softmax(x)
+        if self.params.get("mirror", False):
+            probs = 0.5 * (probs + torch.flip(self._softmax(torch.flip(x, dims=[-1])), dims=[-1]))
+        return probs
+
+    def _softmax(self, x):
+        import torch
+
         from monai.inferers import sliding_window_inference
 
-        x = channels_torch(x, "unet")
         if self.params.get("inference", "sliding") == "full":
             logits = self.unet(x)
         else:
