@@ -21,6 +21,9 @@ def main(reports):
         t = e.training
         lines.append(f"- data: {', '.join(t.get('data', []))} ({t.get('scans')} scans, {t.get('train_scans')} for training)")
         lines.append(f"- command: `{t.get('command')}` ({t.get('epochs')} epochs, {t.get('seconds')} s on {t.get('device')})")
+        if t.get("init"):
+            lines.append(f"- fine-tuned from `{t['init']['file']}` (sha256 `{t['init']['sha256']}`; "
+                         "scripts/train_models.sh has the command that made it)")
         lines.append(f"- input: `{json.dumps(e.input)}`")
         lines.append(f"- parameters: `{json.dumps(e.params)}`")
         lines.append(f"- metrics: `{json.dumps(e.metrics)}`")
