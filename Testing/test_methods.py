@@ -55,6 +55,24 @@ def test_unet_segments_the_bleeds(run):
     assert len(res.slice_scores["unet"]) == ph.volume.shape[0]
 
 
+def test_unet_mirror_pass_makes_the_maps_left_right_equivariant(run, monkeypatch):
+    """With `mirror`, a mirrored head gives the mirrored softmax maps (the sliding windows alone do
+    not: their 128-pixel tiles sit asymmetrically on the 256 crop)."""
+    ph, pipe, _ = run
+    unet = pipe.instances["unet"]
+    from ICHLocalizationLib.preprocessing import PreparedScan
+
+    hu = PreparedScan(ph.volume).crop_hu(256)
+    k = int(np.argmax((ph.mask > 0).sum(axis=(1, 2))))
+    x = torch.from_numpy(np.ascontiguousarray(hu[k:k + 2], dtype=np.float32))
+    flip = lambda t: torch.flip(t, dims=[-1])  # noqa: E731
+    with torch.inference_mode():
+        monkeypatch.setitem(unet.params, "mirror", True)
+        assert torch.allclose(unet._segment(flip(x)), flip(unet._segment(x)), atol=1e-6)
+        monkeypatch.setitem(unet.params, "mirror", False)
+        assert not torch.allclose(unet._segment(flip(x)), flip(unet._segment(x)), atol=1e-4)
+
+
 def _cascade_matches(run, iou):
     from ICHTrainingLib.evaluate import match_boxes
 

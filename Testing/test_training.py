@@ -55,7 +55,6 @@ def test_short_training_run_checkpoints_resumes_and_registers(records, tmp_path,
     assert got.training["command"].startswith("ich-train") and load_state(got)
 
 
-
 def test_fine_tuning_starts_from_the_given_weights(records, tmp_path):
     """--init: a run at learning rate 0 hands back exactly the weights it started from (batch-norm
     statistics aside), and its card names them by sha256; a file of another method is refused."""
