@@ -72,10 +72,13 @@ def test_fine_tuning_starts_from_the_given_weights(records, tmp_path):
         learned = [k for k in a[net] if "running_" not in k and "num_batches" not in k]
         assert learned and all(torch.equal(a[net][k], b[net][k]) for k in learned), net
     assert second.training["init"]["sha256"] == file_sha256(init)
-    with pytest.raises(ValueError, match="--init .*no 'gate' weights|--init .*unet"):
-        mil = run_training(records, TrainConfig(method="mil", out=str(tmp_path / "m"), epochs=1, batch_size=4, max_batches=1))
-        run_training(records, TrainConfig(method="unet", out=str(tmp_path / "c"), epochs=1, max_batches=1,
-                                          init=str(tmp_path / "m" / mil.files["weights"]["file"])))
+    mil = run_training(records, TrainConfig(method="mil", out=str(tmp_path / "m"), epochs=1, batch_size=4, max_batches=1))
+    mil_file = str(tmp_path / "m" / mil.files["weights"]["file"])
+    with pytest.raises(ValueError, match="--init .*has no 'unet' weights"):
+        run_training(records, TrainConfig(method="unet", out=str(tmp_path / "c"), epochs=1, max_batches=1, init=mil_file))
+    with pytest.raises(ValueError, match="--init .*do not fit this mil network .*Missing key"):
+        run_training(records, TrainConfig(method="mil", variant="attention", out=str(tmp_path / "e"), epochs=1,
+                                          max_batches=1, init=mil_file))
     with pytest.raises(ValueError, match="no such weights file"):
         run_training(records, TrainConfig(method="unet", out=str(tmp_path / "d"), init=str(tmp_path / "missing.pt")))
 

@@ -84,8 +84,8 @@ def start_from(model, cfg: TrainConfig, key: Optional[str] = None):
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
-            raise ValueError(f"--init {cfg.init}: its weights do not fit this {cfg.method} network "
-                             f"({str(exc).splitlines()[0]})")
+            detail = " ".join(line.strip() for line in str(exc).splitlines()[1:2])[:160]
+            raise ValueError(f"--init {cfg.init}: its weights do not fit this {cfg.method} network ({detail})")
     return model
 
 
