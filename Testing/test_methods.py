@@ -55,6 +55,30 @@ def test_unet_segments_the_bleeds(run):
     assert len(res.slice_scores["unet"]) == ph.volume.shape[0]
 
 
+def test_unet_lesions_ivh_and_sah_pieces_are_one_lesion():
+    """Two IPH blobs are two lesions; two IVH blobs (both lateral ventricles) are one IVH lesion
+    with the summed volume; a speck under the minimum size is dropped."""
+    from ICHLocalizationLib.findings import Results
+    from ICHLocalizationLib.methods.unet_segmenter import UNetSegmenter
+    from ICHLocalizationLib.volume import CTVolume
+
+    vol = CTVolume(np.zeros((8, 64, 64), np.float32), np.diag([0.5, 0.5, 5.0, 1.0]))  # 0.00125 mL voxels
+    mask, sub = np.zeros(vol.shape, bool), np.zeros(vol.shape, np.uint8)
+    for (j, i), code in (((5, 5), 1), ((5, 45), 1), ((45, 5), 2), ((45, 45), 2)):
+        mask[2:6, j:j + 10, i:i + 10] = True  # 400 voxels = 0.5 mL
+        sub[2:6, j:j + 10, i:i + 10] = code
+    mask[7, 30, 30] = True
+    sub[7, 30, 30] = 2
+    res = Results(input="t", volume=vol)
+    res.lesion_labels = np.zeros(vol.shape, np.uint16)
+    UNetSegmenter._components(res, vol, mask, np.full(vol.shape, 0.9, np.float32), sub, 0.05)
+    found = sorted((s.subtype, round(s.volume_ml, 3)) for s in res.segments)
+    assert found == [("IPH", 0.5), ("IPH", 0.5), ("IVH", 1.0)]
+    ivh = next(s for s in res.segments if s.subtype == "IVH")
+    assert (res.lesion_labels == ivh.label).sum() == 800 and res.lesion_labels[7, 30, 30] == 0
+    assert ivh.bbox_min_ras[0] < 5 and ivh.bbox_max_ras[0] > 20  # its box spans both ventricles
+
+
 def test_unet_mirror_pass_makes_the_maps_left_right_equivariant(run, monkeypatch):
     """With `mirror`, a mirrored head gives the mirrored softmax maps (the sliding windows alone do
     not: their 128-pixel tiles sit asymmetrically on the 256 crop)."""

@@ -12,8 +12,11 @@
 3. Paper 003's post-processing on the input grid, in mm so it holds for any pixel size: foreground
    probability ≥ threshold, closing (paper: 10×10 px at ~0.45 mm ≈ 4 mm) then opening (5×5 px ≈ 2 mm),
    3D connected components, components below min_volume_ml dropped.
-4. One segment finding per component: subtype by the majority of its voxels' most likely subtype,
-   centroid, box, volume (voxels × voxel volume) and the ABC/2 estimate.
+4. One segment finding per lesion: a component's subtype is the majority of its voxels' most likely
+   subtype; IPH, SDH and EDH components are lesions of their own, while all IVH components form one
+   lesion and all SAH components another (blood spreading through the ventricles or the
+   subarachnoid space is reported as one volume, not as its pieces). Each lesion: centroid, box,
+   volume (voxels × voxel volume) and the ABC/2 estimate.
 """
 from typing import Dict, NamedTuple, Optional
 
@@ -24,6 +27,9 @@ from ..findings import SUBTYPES, Results, SegmentFinding
 from ..networks import SliceClassifier, build_unet
 from ..preprocessing import AXIAL_CROP_SIZE, channels_torch
 from .base import Method
+
+
+SPREADING = ("IVH", "SAH")  # subtypes reported as one lesion per scan, whatever their pieces
 
 
 class UNetMaps(NamedTuple):
@@ -128,26 +134,27 @@ class UNetSegmenter(Method):
 
     @staticmethod
     def _components(res, vol, mask, fg, sub, min_ml):
-        lab, n = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, 2))
-        if n == 0:
-            return
-        objects = ndimage.find_objects(lab)
-        label_out = 0
-        for idx, sl in enumerate(objects, start=1):
+        lab, _ = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, 2))
+        lesions = {}  # one per component, or one per spreading subtype: subtype and the parts' kji
+        for idx, sl in enumerate(ndimage.find_objects(lab), start=1):
             comp = lab[sl] == idx
-            nvox = int(comp.sum())
-            if nvox * vol.voxel_ml < min_ml:
+            if comp.sum() * vol.voxel_ml < min_ml:
                 continue
-            label_out += 1
-            kji = np.argwhere(comp) + np.array([s.start for s in sl])
             votes = np.bincount(sub[sl][comp], minlength=len(SUBTYPES) + 1)[1:]
             subtype = SUBTYPES[int(np.argmax(votes))]
-            lo, hi = vol.voxel_box_ras(kji.min(axis=0), kji.max(axis=0))
+            key = subtype if subtype in SPREADING else idx
+            lesions.setdefault(key, (subtype, []))[1].append(np.argwhere(comp) + np.array([s.start for s in sl]))
+        for label_out, (subtype, parts) in enumerate(lesions.values(), start=1):
+            kji = np.concatenate(parts)
+            lo_kji, hi_kji = kji.min(axis=0), kji.max(axis=0)
+            lesion = np.zeros(hi_kji - lo_kji + 1, bool)
+            lesion[tuple((kji - lo_kji).T)] = True
+            lo, hi = vol.voxel_box_ras(lo_kji, hi_kji)
             centroid = vol.kji_to_ras_points(kji.mean(axis=0))[0]
             res.lesion_labels[tuple(kji.T)] = label_out
             res.segments.append(SegmentFinding(
-                "unet", subtype, float(fg[sl][comp].mean()), centroid, lo, hi, nvox * vol.voxel_ml,
-                abc2_ml(comp, vol.spacing), label_out))
+                "unet", subtype, float(fg[tuple(kji.T)].mean()), centroid, lo, hi, len(kji) * vol.voxel_ml,
+                abc2_ml(lesion, vol.spacing), label_out))
 
 
 def abc2_ml(comp: np.ndarray, spacing) -> float:
