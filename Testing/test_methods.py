@@ -111,6 +111,17 @@ def test_cascade_box_finds_a_bleed_with_its_subtype(run):
     assert matches and all(p == t for p, t in matches)
 
 
+def test_cascade_runs_bridge_short_dips():
+    """A run split by a dip of at most `gap` slices is one interval; a longer dip still splits."""
+    from ICHLocalizationLib.methods.cascade3d import runs
+
+    m = np.array([1, 0, 1, 1, 0, 0, 1, 0], bool)
+    assert runs(m) == [(0, 0), (2, 3), (6, 6)]
+    assert runs(m, gap=1) == [(0, 3), (6, 6)]
+    assert runs(m, gap=2) == [(0, 6)]
+    assert runs(np.zeros(5, bool), gap=2) == []
+
+
 def test_cascade_thresholds_per_plane_and_subtype(run):
     """A weakly calibrated SAH classifier (fused p 0.3 over the bleed) gives a box only when its own
     threshold in all three planes lets it through; the other subtypes keep theirs."""

@@ -139,7 +139,7 @@ def tune_main(argv=None):
             from .tune_postprocessing import tune_cascade
 
             best, _ = tune_cascade(entry, load_training_records(args.data, args.cache))
-            update = {"fusion": {k: best[k] for k in ("kernel", "threshold", "thresholds")}}
+            update = {"fusion": {k: best[k] for k in ("kernel", "threshold", "thresholds", "gap")}}
         else:
             from tqdm import tqdm
 

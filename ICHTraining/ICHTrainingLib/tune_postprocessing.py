@@ -18,6 +18,7 @@ from .evaluate import box_iou, match_boxes
 FUSION_KERNELS = ([1.0], [0.15, 0.7, 0.15], [0.25, 0.5, 0.25], [0.1, 0.2, 0.4, 0.2, 0.1])
 FUSION_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 CLASSIFIER_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+RUN_GAPS = (0, 1, 2, 3, 4, 6)  # slices below threshold bridged inside a run
 
 
 def _index_box(k, j, i):
@@ -36,9 +37,9 @@ def truth_grid_boxes(labels):
 
 
 def tune_cascade(entry: ModelEntry, records, rounds: int = 2):
-    """The cascade's fusion on validation records: kernel and one threshold by grid search, then a
-    threshold per plane and subtype by coordinate ascent (`rounds` passes) — each maximizing the F1
-    of boxes matched at IoU ≥ 0.4. Returns (best, table of the grid search)."""
+    """The cascade's fusion on validation records: kernel and one threshold by grid search, then the
+    run gap and a threshold per plane and subtype by coordinate ascent (`rounds` passes) — each
+    maximizing the F1 of boxes matched at IoU ≥ 0.4. Returns (best, table of the grid search)."""
     method = ThreePlaneCascade(entry, load_state(entry), "cpu")
     raw = []
     for r in records:
@@ -46,10 +47,11 @@ def tune_cascade(entry: ModelEntry, records, rounds: int = 2):
         raw.append((grid, {p: method.plane_probabilities(plane_slices(grid, p), p, kernel=[1.0]) for p in PLANES},
                     truth_grid_boxes(r["casc_labels"])))
 
-    def score(fused_scans, thresholds):
+    def score(fused_scans, thresholds, gap=0):
         tp = fp = fn = right = 0
         for (grid, _, truth), fused in zip(raw, fused_scans):
-            pred = [{"subtype": code, "bbox_ras": _index_box(k, j, i)} for code, k, j, i, _ in method.grid_boxes(fused, grid, thresholds)]
+            boxes = method.grid_boxes(fused, grid, thresholds, gap)
+            pred = [{"subtype": code, "bbox_ras": _index_box(k, j, i)} for code, k, j, i, _ in boxes]
             matches, fps, fns = match_boxes(pred, truth, 0.4)
             tp, fp, fn = tp + len(matches), fp + len(fps), fn + len(fns)
             right += sum(pred[a]["subtype"] == truth[b]["subtype"] for a, b, _ in matches)
@@ -63,17 +65,21 @@ def tune_cascade(entry: ModelEntry, records, rounds: int = 2):
             results.append({"kernel": kernel, "threshold": thr, **score(fused_by_kernel[tuple(kernel)], thr)})
     best = max(results, key=lambda r: (r["f1"], r["subtype_acc"]))
     fused = fused_by_kernel[tuple(best["kernel"])]
-    per = {p: [best["threshold"]] * len(SUBTYPES) for p in PLANES}
-    top = score(fused, per)
+    per, gap = {p: [best["threshold"]] * len(SUBTYPES) for p in PLANES}, 0
+    top = score(fused, per, gap)
     for _ in range(rounds):
+        for g in RUN_GAPS:
+            got = score(fused, per, g)
+            if got["f1"] > top["f1"] + 1e-9:
+                gap, top = g, got
         for plane in PLANES:
             for s in range(len(SUBTYPES)):
                 for v in CLASSIFIER_THRESHOLDS:
                     trial = {**per, plane: per[plane][:s] + [v] + per[plane][s + 1:]}
-                    got = score(fused, trial)
+                    got = score(fused, trial, gap)
                     if got["f1"] > top["f1"] + 1e-9:
                         per, top = trial, got
-    return {**best, **top, "thresholds": per}, results
+    return {**best, **top, "thresholds": per, "gap": gap}, results
 
 
 # The minimum lesion size stops at 0.1 mL. With 0.5 mL allowed, tuning chose it (validation Dice 0.83

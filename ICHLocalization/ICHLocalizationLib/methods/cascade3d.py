@@ -10,7 +10,8 @@
    kernel 0.25/0.5/0.25, chosen on validation data; see the model card).
 4. Per subtype, runs of fused p ≥ threshold in each plane are intervals (one threshold, or one per
    plane and subtype: `fusion.thresholds`, tuned on validation scans because the 15 subtype
-   classifiers are not equally calibrated — the paper gives no threshold); their products (axial ×
+   classifiers are not equally calibrated — the paper gives no threshold; runs split by at most
+   `fusion.gap` slices are one, so a dip inside a bleed does not make two boxes); their products (axial ×
    coronal × sagittal) are boxes. Several runs in several planes give ambiguous products: ours keeps
    those that hold blood-density voxels (45–100 HU in the brain, ≥ min_blood_ml), at most as many as
    the largest number of runs in one plane (a departure: the paper does not say how it resolves this).
@@ -50,11 +51,17 @@ def fuse_columns(p: np.ndarray, kernel) -> np.ndarray:
     return np.stack([fuse(p[:, c], kernel) for c in range(p.shape[1])], axis=1)
 
 
-def runs(mask: np.ndarray):
-    """Inclusive (start, end) of each run of True."""
+def runs(mask: np.ndarray, gap: int = 0):
+    """Inclusive (start, end) of each run of True; runs split by at most `gap` False slices are one."""
     m = np.concatenate([[False], np.asarray(mask, bool), [False]])
     d = np.diff(m.astype(int))
-    return list(zip(np.nonzero(d == 1)[0], np.nonzero(d == -1)[0] - 1))
+    out = []
+    for start, end in zip(np.nonzero(d == 1)[0], np.nonzero(d == -1)[0] - 1):
+        if out and start - out[-1][1] - 1 <= gap:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
 
 
 class ThreePlaneCascade(Method):
@@ -102,13 +109,15 @@ class ThreePlaneCascade(Method):
             return {plane: [float(v) for v in threshold[plane]] for plane in PLANES}
         return {plane: [float(threshold)] * len(SUBTYPES) for plane in PLANES}
 
-    def grid_boxes(self, probs, grid, threshold=None):
+    def grid_boxes(self, probs, grid, threshold=None, gap=None):
         """[(subtype, (k0, k1), (j0, j1), (i0, i1), probability)] on the cascade grid from the three
-        planes' fused probabilities (interval products, ambiguous ones resolved by blood density)."""
+        planes' fused probabilities (interval products, ambiguous ones resolved by blood density).
+        gap (default: the catalogue's fusion.gap, else 0) bridges short dips inside a run."""
         thr = self.plane_thresholds(threshold)
+        gap = int(gap if gap is not None else self.params.get("fusion", {}).get("gap", 0))
         brain, out = None, []
         for s, code in enumerate(SUBTYPES, start=1):
-            ivals = {plane: runs(probs[plane][:, s] >= thr[plane][s - 1]) for plane in PLANES}
+            ivals = {plane: runs(probs[plane][:, s] >= thr[plane][s - 1], gap) for plane in PLANES}
             if not all(ivals.values()):
                 continue
             cands = [(a, c, g) for a in ivals["axial"] for c in ivals["coronal"] for g in ivals["sagittal"]]
