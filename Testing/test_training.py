@@ -55,6 +55,26 @@ def test_short_training_run_checkpoints_resumes_and_registers(records, tmp_path,
     assert got.training["command"].startswith("ich-train") and load_state(got)
 
 
+def test_train_command_passes_the_seed_to_the_run_and_its_card(records, tmp_path, monkeypatch):
+    """`ich-train --seed N` reaches the run (weights, validation patients, batches follow it) and the card."""
+    from ICHTrainingLib import cli, train
+
+    seen = {}
+
+    def short_run(recs, cfg):
+        seen["cfg"] = cfg
+        return run_training(recs, train.replace(cfg, max_batches=1, batch_size=4, val_fraction=0.25))
+
+    monkeypatch.setattr(cli, "load_training_records", lambda *a: records)
+    monkeypatch.setattr(train, "run_training", short_run)
+    assert cli.train_main(["unet", "--seed", "3", "--epochs", "1", "--out", str(tmp_path / "s3")]) == 0
+    assert seen["cfg"].seed == 3
+    card = json.loads((tmp_path / "s3" / "unet.card.json").read_text())
+    assert card["training"]["seed"] == 3 and card["training"]["command"] == f"ich-train unet --seed 3 --epochs 1 --out {tmp_path / 's3'}"
+    val_patients = [[r["patient"] for r in split_by_patient(records, 0.25, seed=k)[1]] for k in (0, 3)]
+    assert val_patients[0] != val_patients[1]
+
+
 def test_fine_tuning_starts_from_the_given_weights(records, tmp_path):
     """--init: a run at learning rate 0 hands back exactly the weights it started from (batch-norm
     statistics aside), and its card names them by sha256; a file of another method is refused."""

@@ -49,6 +49,8 @@ def train_main(argv=None):
     ap.add_argument("--folds", type=int, default=1, help="U-Net: patient-level K-fold cross-validation")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="random seed: initial weights, validation patients, batch draws")
     ap.add_argument("--max-batches", type=int, help="cap batches per epoch (quick runs)")
     ap.add_argument("--init", help="start from the weights of an earlier run (its model .pt): fine-tuning")
     ap.add_argument("--balance", choices=("slice", "subtype"), default="slice",
@@ -60,7 +62,7 @@ def train_main(argv=None):
 
     cfg = TrainConfig(method=args.method, out=args.out, variant=args.variant, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, device=args.device, max_batches=args.max_batches,
-                      folds=args.folds, data=[args.data], init=args.init, balance=args.balance,
+                      folds=args.folds, data=[args.data], init=args.init, balance=args.balance, seed=args.seed,
                       command="ich-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
     try:
         records = load_training_records(args.data, args.cache, args.workers)

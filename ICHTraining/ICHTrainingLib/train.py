@@ -518,7 +518,8 @@ def run_training(records, cfg: TrainConfig, progress=None):
     t0 = time.time()
     n_train = len(split_by_patient(records, cfg.val_fraction, cfg.seed, cfg.fold, cfg.folds)[0])
     training = {"data": cfg.data, "scans": len(records), "train_scans": n_train, "command": cfg.command,
-                "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "device": str(choose_device(cfg.device))}
+                "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
+                "device": str(choose_device(cfg.device))}
     if cfg.init:
         training["init"] = {"file": str(cfg.init), "sha256": file_sha256(init_file(cfg))}
     if cfg.method == "unet":
