@@ -79,6 +79,25 @@ def test_unet_lesions_ivh_and_sah_pieces_are_one_lesion():
     assert ivh.bbox_min_ras[0] < 5 and ivh.bbox_max_ras[0] > 20  # its box spans both ventricles
 
 
+def test_unet_gate_override_keeps_slices_the_unet_is_sure_of(run):
+    """A gate that rejects every slice empties the segmentation, unless gate_override lets the
+    slices whose own evidence reaches it through: then the bleeds come back, and only on those slices."""
+    from ICHLocalizationLib.preprocessing import PreparedScan
+
+    ph, pipe, _ = run
+    unet = pipe.instances["unet"]
+    scan = PreparedScan(ph.volume)
+    maps = unet.probabilities(scan)
+    rejected = maps._replace(gate=np.zeros_like(maps.gate))
+    truth = ph.mask > 0
+    assert not unet.segment(scan, rejected, {"gate_threshold": 0.5, "gate_override": None}).lesion_labels.any()
+    res = unet.segment(scan, rejected, {"gate_threshold": 0.5, "gate_override": 0.9})
+    pred = res.lesion_labels > 0
+    assert 2 * (pred & truth).sum() / (pred.sum() + truth.sum()) >= 0.6
+    sure = np.array(res.slice_scores["unet"]) >= 0.9
+    assert pred.any(axis=(1, 2))[~sure].sum() == 0 and sure.sum() < len(sure)
+
+
 def test_unet_mirror_pass_makes_the_maps_left_right_equivariant(run, monkeypatch):
     """With `mirror`, a mirrored head gives the mirrored softmax maps (the sliding windows alone do
     not: their 128-pixel tiles sit asymmetrically on the 256 crop)."""

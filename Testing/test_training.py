@@ -55,8 +55,9 @@ def test_short_training_run_checkpoints_resumes_and_registers(records, tmp_path,
     assert got.training["command"].startswith("ich-train") and load_state(got)
 
 
-def test_train_command_passes_the_seed_to_the_run_and_its_card(records, tmp_path, monkeypatch):
-    """`ich-train --seed N` reaches the run (weights, validation patients, batches follow it) and the card."""
+def test_train_command_passes_seed_and_batch_dice_to_the_run_and_its_card(records, tmp_path, monkeypatch):
+    """`ich-train --seed N --batch-dice` reach the run (weights, validation patients and batches follow
+    the seed) and its card."""
     from ICHTrainingLib import cli, train
 
     seen = {}
@@ -67,10 +68,11 @@ def test_train_command_passes_the_seed_to_the_run_and_its_card(records, tmp_path
 
     monkeypatch.setattr(cli, "load_training_records", lambda *a: records)
     monkeypatch.setattr(train, "run_training", short_run)
-    assert cli.train_main(["unet", "--seed", "3", "--epochs", "1", "--out", str(tmp_path / "s3")]) == 0
-    assert seen["cfg"].seed == 3
-    card = json.loads((tmp_path / "s3" / "unet.card.json").read_text())
-    assert card["training"]["seed"] == 3 and card["training"]["command"] == f"ich-train unet --seed 3 --epochs 1 --out {tmp_path / 's3'}"
+    args = ["unet", "--seed", "3", "--batch-dice", "--epochs", "1", "--out", str(tmp_path / "s3")]
+    assert cli.train_main(args) == 0
+    assert seen["cfg"].seed == 3 and seen["cfg"].batch_dice
+    card = json.loads((tmp_path / "s3" / "unet.card.json").read_text())["training"]
+    assert card["seed"] == 3 and card["batch_dice"] is True and card["command"] == "ich-train " + " ".join(args)
     val_patients = [[r["patient"] for r in split_by_patient(records, 0.25, seed=k)[1]] for k in (0, 3)]
     assert val_patients[0] != val_patients[1]
 

@@ -50,6 +50,7 @@ class TrainConfig:
     command: str = ""
     init: Optional[str] = None  # weights file (model.pt of an earlier run) to start from: fine-tuning
     balance: str = "slice"  # U-Net bleed patches: "slice" (paper 003) or "subtype" (each subtype equally often)
+    batch_dice: bool = False  # U-Net Dice loss over the whole batch per class (nnU-Net), not per patch
 
 
 # --- splits and the training loop ------------------------------------------------------------------
@@ -368,7 +369,7 @@ def train_unet(records, cfg: TrainConfig, progress=None, patches_per_epoch=2400)
     if cfg.balance not in ("slice", "subtype"):
         raise ValueError(f"balance {cfg.balance!r}: choose 'slice' or 'subtype'")
     model = start_from(build_unet(), cfg, "unet")
-    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False)
+    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=cfg.batch_dice)
 
     index = unet_patch_index(train)
 
@@ -523,7 +524,7 @@ def run_training(records, cfg: TrainConfig, progress=None):
     if cfg.init:
         training["init"] = {"file": str(cfg.init), "sha256": file_sha256(init_file(cfg))}
     if cfg.method == "unet":
-        training["balance"] = cfg.balance
+        training["balance"], training["batch_dice"] = cfg.balance, cfg.batch_dice
     if cfg.method == "mil":
         model, history, _ = train_mil(records, cfg, progress)
         state = model.state_dict()

@@ -86,6 +86,7 @@ def tune_cascade(entry: ModelEntry, records, rounds: int = 2):
 # against 0.76), mostly by emptying the bleed-free scans of specks — but it also drops the small IVH
 # and SAH that a reader most needs pointed out.
 UNET_SEARCH = {"threshold": (0.2, 0.3, 0.4, 0.5, 0.6, 0.7), "gate_threshold": (0.0, 0.1, 0.2, 0.35, 0.5),
+               "gate_override": (None, 0.8, 0.9, 0.95, 0.98),  # None: the gate alone decides
                "closing_mm": (0.0, 2.0, 4.0), "opening_mm": (0.0, 1.0, 2.0),
                "min_volume_ml": (0.02, 0.05, 0.1)}
 

@@ -3,7 +3,9 @@
 1. A light slice classifier (paper 002) reads every axial slice of the head crop at 128×128; the
    segmentation of slices with P(ICH) ≥ gate_threshold is kept (tuned on validation scans; 0 keeps
    every slice). The method's slice score is the segmentation's own evidence (maximum of the
-   5×5-smoothed foreground probability), which ranks bleed slices better than the gate.
+   5×5-smoothed foreground probability), which ranks bleed slices better than the gate; a slice
+   whose evidence reaches gate_override is kept even when the gate rejects it (a departure: the
+   gate then removes doubtful specks without dropping slices of a bleed the U-Net is sure of).
 2. The U-Net (six classes: background + five subtypes) reads the 256 head crop with MONAI's
    sliding-window inference, 128×128 windows averaged where they overlap (paper 003's crops);
    "full" reads the whole crop at once. With `mirror` (a departure: test-time augmentation as in
@@ -77,9 +79,13 @@ class UNetSegmenter(Method):
         res = Results(input=vol.name, volume=vol)
         # slice score: the segmentation's own evidence (a few pixels agreeing), not the gate — with the
         # first bundled model, its AUC on validation phantoms was 0.98 against 0.87 for the gate
-        res.slice_scores["unet"] = [float(v) for v in ndimage.uniform_filter(maps.fg, (1, 5, 5)).max(axis=(1, 2))]
+        evidence = ndimage.uniform_filter(maps.fg, (1, 5, 5)).max(axis=(1, 2))
+        res.slice_scores["unet"] = [float(v) for v in evidence]
         res.lesion_labels = np.zeros(vol.shape, np.uint16)
-        gated = np.nonzero(maps.gate >= float(p.get("gate_threshold", 0.5)))[0]  # paper 002: the gate picks the slices
+        keep = maps.gate >= float(p.get("gate_threshold", 0.5))  # paper 002: the gate picks the slices
+        if p.get("gate_override") is not None:  # ours: a slice the U-Net is sure of is kept whatever the gate says
+            keep |= evidence >= float(p["gate_override"])
+        gated = np.nonzero(keep)[0]
         if not len(gated):
             return res
         fg_native = np.zeros(vol.shape, np.float32)
