@@ -58,13 +58,15 @@ def test_short_training_run_checkpoints_resumes_and_registers(records, tmp_path,
 def test_train_command_passes_seed_and_batch_dice_to_the_run_and_its_card(records, tmp_path, monkeypatch):
     """`ich-train --seed N --batch-dice` reach the run (weights, validation patients and batches follow
     the seed) and its card."""
+    from dataclasses import replace
+
     from ICHTrainingLib import cli, train
 
     seen = {}
 
     def short_run(recs, cfg):
         seen["cfg"] = cfg
-        return run_training(recs, train.replace(cfg, max_batches=1, batch_size=4, val_fraction=0.25))
+        return run_training(recs, replace(cfg, max_batches=1, batch_size=4, val_fraction=0.25))
 
     monkeypatch.setattr(cli, "load_training_records", lambda *a: records)
     monkeypatch.setattr(train, "run_training", short_run)
