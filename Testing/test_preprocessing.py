@@ -4,8 +4,9 @@ import pytest
 
 from conftest import oblique_volume
 from ICHLocalizationLib.phantom import generate
-from ICHLocalizationLib.preprocessing import (CHANNEL_CONFIGS, PreparedScan, estimate_alignment, head_crop, head_mask,
-                                              resample_spacing, rotation_matrix, to_channels, window)
+from ICHLocalizationLib.preprocessing import (CHANNEL_CONFIGS, PreparedScan, channels_torch, estimate_alignment,
+                                              head_crop, head_mask, neighbour_offset, resample_spacing,
+                                              rotation_matrix, to_channels, window, with_neighbours)
 
 
 def test_windows_map_hu_to_unit_range():
@@ -15,6 +16,23 @@ def test_windows_map_hu_to_unit_range():
     assert np.isclose(sub[2], (40 + 15) / 130.0)
     ch = to_channels(hu.reshape(1, 1, 5), "paper000")
     assert ch.shape == (1, 3, 1, 5) and set(CHANNEL_CONFIGS) >= {"mil-code", "paper000", "unet"}
+
+
+def test_neighbour_slices_lie_a_distance_in_mm_away():
+    """2.5D input: the slices context_mm above and below, the slice itself past the ends and for a
+    lone 2D image; the channels are the three windows of each slice in turn."""
+    import torch
+
+    assert (neighbour_offset(5.0, 5.0), neighbour_offset(1.0, 5.0), neighbour_offset(10.0, 5.0)) == (1, 5, 1)
+    hu = np.arange(5.0)[:, None, None] * np.ones((5, 2, 2))
+    assert with_neighbours(hu, [0, 2, 4], 1)[:, :, 0, 0].tolist() == [[0, 0, 1], [1, 2, 3], [3, 4, 4]]
+    assert with_neighbours(hu, [2], 2)[0, :, 0, 0].tolist() == [0, 2, 4]
+    assert with_neighbours(hu[:1], [0], 1)[0, :, 0, 0].tolist() == [0, 0, 0]
+    stack = torch.from_numpy(with_neighbours(hu * 30.0, [2], 1)).float()
+    ch = channels_torch(stack, "unet")
+    assert ch.shape == (1, 9, 2, 2)
+    for s in range(3):
+        assert torch.equal(ch[:, 3 * s:3 * s + 3], channels_torch(stack[:, s], "unet"))
 
 
 def test_resampling_keeps_physical_extent():

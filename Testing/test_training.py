@@ -122,6 +122,45 @@ def test_unet_subtype_balanced_patches(records):
     _, y = _unet_patches(index, 600, np.random.default_rng(0), lambda d: d, balance="slice")
     assert (y[np.arange(600) % 3 != 2] > 0).flatten(1).any(1).all(), "every bleed patch holds bleed"
 
+
+def test_a_one_slice_unet_starts_a_25d_one_that_reads_its_neighbours(records, tmp_path):
+    """--context-mm with --init of a one-slice U-Net: the 9-channel network starts as the 3-channel
+    one (same output whatever the neighbours hold); its patches carry the slices above and below; the
+    trained model's card and catalogue input say so, and the method runs it on a scan."""
+    import torch
+
+    from ICHLocalizationLib.methods import get_method_class
+    from ICHLocalizationLib.networks import build_unet
+    from ICHLocalizationLib.phantom import generate
+    from ICHLocalizationLib.preprocessing import PreparedScan, channels_torch
+    from ICHTrainingLib.train import _inflate_to_neighbours, _unet_patches, unet_patch_index
+
+    torch.manual_seed(0)
+    one, nine = build_unet().eval(), build_unet(in_channels=9).eval()
+    nine.load_state_dict(_inflate_to_neighbours(one.state_dict(), nine.state_dict()))
+    hu = torch.from_numpy(records[0]["crop_hu"][4:7, :128, :128].astype(np.float32))
+    with torch.no_grad():
+        assert torch.allclose(one(channels_torch(hu[1:2], "unet")), nine(channels_torch(hu[None], "unet")), atol=1e-5)
+
+    index = unet_patch_index(records)
+    x, _ = _unet_patches(index, 12, np.random.default_rng(0), lambda d: d, context_mm=5.0, p_single=0.0)
+    assert x.shape == (12, 9, 128, 128) and not torch.equal(x[:, 0:3], x[:, 3:6])
+    x, _ = _unet_patches(index, 12, np.random.default_rng(0), lambda d: d, context_mm=5.0, p_single=1.0)
+    assert torch.equal(x[:, 0:3], x[:, 3:6]) and torch.equal(x[:, 6:9], x[:, 3:6])
+
+    first = run_training(records, TrainConfig(method="unet", out=str(tmp_path / "a"), epochs=1, batch_size=4, max_batches=1))
+    entry = run_training(records, TrainConfig(method="unet", out=str(tmp_path / "b"), epochs=1, batch_size=4,
+                                              max_batches=1, context_mm=5.0,
+                                              init=str(tmp_path / "a" / first.files["weights"]["file"])))
+    assert entry.input["context_mm"] == 5.0 and entry.training["context_mm"] == 5.0
+    state = load_state(entry)
+    assert state["unet"]["model.0.conv.weight"].shape[1] == 9
+    method = get_method_class("unet")(entry, state, device="cpu")
+    ph = generate(505, subtypes=["IPH"], size=192, slices=16)
+    maps = method.probabilities(PreparedScan(ph.volume))
+    assert maps.fg.shape == (16, 256, 256) and np.isfinite(maps.fg).all() and 0 <= maps.fg.min() <= maps.fg.max() <= 1
+
+
 def test_torchrun_two_processes(tmp_path, records):
     """Distributed data parallel with gloo on two CPU processes."""
     script = tmp_path / "ddp.py"

@@ -39,14 +39,31 @@ def to_channels(hu, config: str):
 
 
 def channels_torch(hu, config: str):
-    """Same as `to_channels` on a torch tensor (N, H, W) → (N, 3, H, W), on the tensor's device."""
+    """Same as `to_channels` on a torch tensor (N, H, W) → (N, 3, H, W), on the tensor's device.
+    A stack of slices per sample (N, S, H, W) gives (N, 3·S, H, W): the windows of each slice in turn."""
     import torch
 
+    if hu.dim() == 4:
+        return torch.cat([channels_torch(hu[:, s], config) for s in range(hu.shape[1])], dim=1)
     parts = []
     for w in CHANNEL_CONFIGS[config]:
         lo, hi = WINDOWS[w]
         parts.append(((hu - lo) / (hi - lo)).clamp_(0.0, 1.0))
     return torch.stack(parts, dim=1)
+
+
+def neighbour_offset(slice_mm: float, context_mm: float) -> int:
+    """How many slices away the neighbours context_mm above and below lie (at least one)."""
+    return max(1, int(round(context_mm / max(float(slice_mm), 1e-3))))
+
+
+def with_neighbours(hu: np.ndarray, ks, offset: int) -> np.ndarray:
+    """(len(ks), 3, H, W): slices k − offset, k, k + offset of the stack hu (K, H, W) for each k in ks.
+    Past the first or last slice, and for a single slice, the slice itself stands in for its neighbour."""
+    ks = np.asarray(ks, int)
+    last = len(hu) - 1
+    below, above = np.clip(ks - offset, 0, last), np.clip(ks + offset, 0, last)
+    return np.stack([hu[below], hu[ks], hu[above]], axis=1)
 
 
 # --- masks ---------------------------------------------------------------------------------------

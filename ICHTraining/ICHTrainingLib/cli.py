@@ -57,6 +57,9 @@ def train_main(argv=None):
                     help="U-Net bleed patches: around a random bleed slice (paper 003) or each subtype equally often")
     ap.add_argument("--batch-dice", action="store_true",
                     help="U-Net: Dice loss of each class over the whole batch (nnU-Net), not averaged over patches")
+    ap.add_argument("--context-mm", type=float, default=0.0, metavar="MM",
+                    help="U-Net 2.5D: also read the slices MM above and below (0: one slice); "
+                         "--init with a one-slice U-Net starts from it")
     ap.add_argument("--register", action="store_true", help="add the trained model to the catalogue in --models")
     ap.add_argument("--models", help="catalogue folder for --register (default: the bundled one)")
     args = ap.parse_args(argv)
@@ -65,7 +68,7 @@ def train_main(argv=None):
     cfg = TrainConfig(method=args.method, out=args.out, variant=args.variant, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, device=args.device, max_batches=args.max_batches,
                       folds=args.folds, data=[args.data], init=args.init, balance=args.balance, seed=args.seed,
-                      batch_dice=args.batch_dice,
+                      batch_dice=args.batch_dice, context_mm=args.context_mm,
                       command="ich-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
     try:
         records = load_training_records(args.data, args.cache, args.workers)

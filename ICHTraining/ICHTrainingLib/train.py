@@ -25,7 +25,7 @@ from ICHLocalizationLib.methods.cascade3d import NETS as CASCADE_NETS, PLANES, p
 from ICHLocalizationLib.models import choose_device, file_sha256
 from ICHLocalizationLib.networks import MILNet, SliceClassifier, build_unet
 from ICHLocalizationLib.networks.classifier import ClassifierBank
-from ICHLocalizationLib.preprocessing import channels_torch, half_crop
+from ICHLocalizationLib.preprocessing import channels_torch, half_crop, neighbour_offset, with_neighbours
 
 from .augment import slice_augmentation
 
@@ -51,6 +51,7 @@ class TrainConfig:
     init: Optional[str] = None  # weights file (model.pt of an earlier run) to start from: fine-tuning
     balance: str = "slice"  # U-Net bleed patches: "slice" (paper 003) or "subtype" (each subtype equally often)
     batch_dice: bool = False  # U-Net Dice loss over the whole batch per class (nnU-Net), not per patch
+    context_mm: float = 0.0  # U-Net 2.5D: also read the slices this far above and below (0: one slice)
 
 
 # --- splits and the training loop ------------------------------------------------------------------
@@ -79,15 +80,31 @@ def initial_state(cfg: TrainConfig, key: Optional[str] = None):
 
 
 def start_from(model, cfg: TrainConfig, key: Optional[str] = None):
-    """Load cfg.init into model (a clear error when the file holds another network)."""
+    """Load cfg.init into model (a clear error when the file holds another network). A one-slice
+    U-Net starts a 2.5D one: its first convolution reads the centre slice, the neighbours start at 0."""
     state = initial_state(cfg, key)
     if state is not None:
+        state = _inflate_to_neighbours(state, model.state_dict())
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
             detail = " ".join(line.strip() for line in str(exc).splitlines()[1:2])[:160]
             raise ValueError(f"--init {cfg.init}: its weights do not fit this {cfg.method} network ({detail})")
     return model
+
+
+def _inflate_to_neighbours(state, target):
+    """Weights read by 3 input channels where the model has 9 (3 windows × slice below, centre, above)
+    take the centre's place; the model then starts as the one-slice network it was."""
+    out = dict(state)
+    for k, w in state.items():
+        t = target.get(k)
+        if t is not None and w.dim() == 4 and t.dim() == 4 and w.shape[1] == 3 and t.shape[1] == 9 \
+                and w.shape[0] == t.shape[0] and w.shape[2:] == t.shape[2:]:
+            grown = torch.zeros_like(t)
+            grown[:, 3:6] = w
+            out[k] = grown
+    return out
 
 
 def split_by_patient(records, val_fraction=0.15, seed=0, fold=0, folds=1):
@@ -224,13 +241,15 @@ def _stack_hu(slices) -> torch.Tensor:
 
 
 def _augment_batch(aug, images, labels=None):
+    """Images (H, W), or (S, H, W) slices that move together; labels (H, W)."""
     xs, ys = [], []
     for n, img in enumerate(images):
-        d = {"image": np.asarray(img, np.float32)[None]}
+        img = np.asarray(img, np.float32)
+        d = {"image": img[None] if img.ndim == 2 else img}
         if labels is not None:
             d["label"] = np.asarray(labels[n], np.float32)[None]
         d = aug(d)
-        xs.append(np.asarray(d["image"])[0])
+        xs.append(np.asarray(d["image"])[0] if img.ndim == 2 else np.asarray(d["image"]))
         if labels is not None:
             ys.append(np.asarray(d["label"])[0])
     return xs, ys
@@ -326,10 +345,12 @@ def unet_patch_index(records):
     return pos_slices, [(s, lst) for s, lst in by_subtype.items() if lst], all_slices
 
 
-def _unet_patches(index, n, rng, aug, balance="slice"):
+def _unet_patches(index, n, rng, aug, balance="slice", context_mm=0.0, p_single=0.1):
     """Paper 003's sampling: patches around bleeds (positive oversampling, two of three) plus random
     patches. balance="subtype" first draws a subtype, each equally often, then a slice holding it and
-    a pixel of it: thin SAH and small IVH then get as many patches as the large SDH (a departure)."""
+    a pixel of it: thin SAH and small IVH then get as many patches as the large SDH (a departure).
+    context_mm: each patch also holds the slices that far above and below (one augmentation for the
+    three); with probability p_single the slice stands in for its neighbours, as for a lone 2D image."""
     pos_slices, by_subtype, all_slices = index
     imgs, labs = [], []
     size = all_slices[0][0]["crop_hu"].shape[-1]
@@ -353,7 +374,11 @@ def _unet_patches(index, n, rng, aug, balance="slice"):
             cj, ci = rng.integers(half, size - half + 1, 2)
         j0 = int(np.clip(cj - half, 0, size - UNET_PATCH))
         i0 = int(np.clip(ci - half, 0, size - UNET_PATCH))
-        imgs.append(r["crop_hu"][k, j0:j0 + UNET_PATCH, i0:i0 + UNET_PATCH])
+        if context_mm:
+            offset = 0 if rng.random() < p_single else neighbour_offset(r["slice_mm"], context_mm)
+            imgs.append(with_neighbours(r["crop_hu"], [k], offset)[0, :, j0:j0 + UNET_PATCH, i0:i0 + UNET_PATCH])
+        else:
+            imgs.append(r["crop_hu"][k, j0:j0 + UNET_PATCH, i0:i0 + UNET_PATCH])
         labs.append(lab[j0:j0 + UNET_PATCH, i0:i0 + UNET_PATCH])
     xs, ys = _augment_batch(aug, imgs, labs)
     return channels_torch(_stack_hu(xs), "unet"), torch.from_numpy(np.round(np.stack(ys)).astype(np.int64))
@@ -368,21 +393,21 @@ def train_unet(records, cfg: TrainConfig, progress=None, patches_per_epoch=2400)
     aug = slice_augmentation(with_label=True, seed=cfg.seed)
     if cfg.balance not in ("slice", "subtype"):
         raise ValueError(f"balance {cfg.balance!r}: choose 'slice' or 'subtype'")
-    model = start_from(build_unet(), cfg, "unet")
+    model = start_from(build_unet(in_channels=9 if cfg.context_mm else 3), cfg, "unet")
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=cfg.batch_dice)
 
     index = unet_patch_index(train)
 
     def batches(epoch, rng):
         for _ in range(patches_per_epoch // cfg.batch_size):
-            x, y = _unet_patches(index, cfg.batch_size, rng, aug, cfg.balance)
+            x, y = _unet_patches(index, cfg.batch_size, rng, aug, cfg.balance, cfg.context_mm)
             yield x, y
 
     def loss_fn(m, x, y):
         return dice_ce(m(x), y[:, None])
 
     def validate(m):
-        return {"val_dice": unet_dice(m, val)}
+        return {"val_dice": unet_dice(m, val, context_mm=cfg.context_mm)}
 
     history = fit(model, cfg, batches, loss_fn, validate, name="unet", progress=progress)
     gate, gate_history = train_gate(records, cfg, progress)
@@ -390,7 +415,7 @@ def train_unet(records, cfg: TrainConfig, progress=None, patches_per_epoch=2400)
 
 
 @torch.inference_mode()
-def unet_dice(model, records, threshold=0.5):
+def unet_dice(model, records, threshold=0.5, context_mm=0.0):
     """Mean Dice over val slices with bleed (paper 003's figure), foreground = not background."""
     model.eval()
     device = next(model.parameters()).device
@@ -399,7 +424,9 @@ def unet_dice(model, records, threshold=0.5):
         pos = np.nonzero(r["slice_subtypes"].any(axis=1))[0]
         if not len(pos):
             continue
-        x = channels_torch(torch.from_numpy(r["crop_hu"][pos].astype(np.float32)), "unet").to(device)
+        hu = with_neighbours(r["crop_hu"], pos, neighbour_offset(r["slice_mm"], context_mm)) if context_mm \
+            else r["crop_hu"][pos]
+        x = channels_torch(torch.from_numpy(hu.astype(np.float32)), "unet").to(device)
         prob = 1 - torch.softmax(model(x), dim=1)[:, 0].cpu().numpy()
         pred, truth = prob >= threshold, r["crop_labels"][pos] > 0
         inter = (pred & truth).sum(axis=(1, 2))
@@ -525,6 +552,7 @@ def run_training(records, cfg: TrainConfig, progress=None):
         training["init"] = {"file": str(cfg.init), "sha256": file_sha256(init_file(cfg))}
     if cfg.method == "unet":
         training["balance"], training["batch_dice"] = cfg.balance, cfg.batch_dice
+        training["context_mm"] = cfg.context_mm
     if cfg.method == "mil":
         model, history, _ = train_mil(records, cfg, progress)
         state = model.state_dict()
@@ -537,6 +565,8 @@ def run_training(records, cfg: TrainConfig, progress=None):
         state = {"unet": model.state_dict(), "gate": gate.state_dict()}
         name, mid = "unet", "unet-phantom"
         inp = {"channels": "unet", "size": 256, "gate_size": 128, "crop": "head"}
+        if cfg.context_mm:
+            inp["context_mm"] = cfg.context_mm
         params = {"threshold": 0.5, "gate_threshold": 0.5, "closing_mm": 4.0, "opening_mm": 2.0, "min_volume_ml": 0.05,
                   "mirror": True}
     elif cfg.method == "cascade":
@@ -569,7 +599,7 @@ def cross_validate_unet(records, cfg: TrainConfig, progress=None):
     for fold in range(cfg.folds):
         fcfg = replace(cfg, fold=fold, out=str(Path(cfg.out) / f"fold{fold}"))
         model, _, _, val = train_unet(records, fcfg, progress)
-        dices.append(unet_dice(model, val))
+        dices.append(unet_dice(model, val, context_mm=cfg.context_mm))
         _log(0, f"fold {fold + 1}/{cfg.folds}: held-out Dice {dices[-1]:.3f}")
     return {"folds": cfg.folds, "dice_per_fold": [round(d, 4) for d in dices],
             "dice_mean": round(float(np.nanmean(dices)), 4), "dice_sd": round(float(np.nanstd(dices)), 4)}

@@ -11,6 +11,9 @@
    "full" reads the whole crop at once. With `mirror` (a departure: test-time augmentation as in
    nnU-Net, not in the papers) the left-right mirrored slice is read too and the two softmax maps
    averaged — on validation phantoms +0.01 Dice over bleed slices for twice the network time.
+   A model whose catalogue input has `context_mm` (a departure, 2.5D) reads each slice together with
+   the slices that far above and below (nearest slices; the slice itself past the ends and for a
+   single 2D image), three windows each: nine channels.
 3. Paper 003's post-processing on the input grid, in mm so it holds for any pixel size: foreground
    probability ≥ threshold, closing (paper: 10×10 px at ~0.45 mm ≈ 4 mm) then opening (5×5 px ≈ 2 mm),
    3D connected components, components below min_volume_ml dropped.
@@ -27,7 +30,7 @@ from scipy import ndimage
 
 from ..findings import SUBTYPES, Results, SegmentFinding
 from ..networks import SliceClassifier, build_unet
-from ..preprocessing import AXIAL_CROP_SIZE, channels_torch
+from ..preprocessing import AXIAL_CROP_SIZE, channels_torch, neighbour_offset, with_neighbours
 from .base import Method
 
 
@@ -46,7 +49,8 @@ class UNetSegmenter(Method):
     name = "unet"
 
     def build(self, state):
-        self.unet = build_unet()
+        self.context_mm = float(self.entry.input.get("context_mm") or 0.0)
+        self.unet = build_unet(in_channels=9 if self.context_mm else 3)
         self.unet.load_state_dict(state["unet"])
         self.gate = SliceClassifier()
         self.gate.load_state_dict(state["gate"])
@@ -63,8 +67,10 @@ class UNetSegmenter(Method):
         hu = scan.crop_hu(AXIAL_CROP_SIZE)
         fg = np.zeros(hu.shape, np.float32)
         sub = np.zeros(hu.shape, np.uint8)
+        offset = neighbour_offset(scan.volume.spacing[2], self.context_mm) if self.context_mm else 0
         for s in range(0, len(hu), 32):  # in chunks: six class maps of a 300-slice scan would take ~0.5 GB
-            probs = self.class_probabilities(hu[s:s + 32])
+            ks = np.arange(s, min(s + 32, len(hu)))
+            probs = self.class_probabilities(with_neighbours(hu, ks, offset) if offset else hu[ks])
             fg[s:s + 32] = 1.0 - probs[:, 0]
             sub[s:s + 32] = np.argmax(probs[:, 1:], axis=1) + 1
             if progress:
@@ -103,7 +109,8 @@ class UNetSegmenter(Method):
         return self.batched(lambda x: torch.sigmoid(self.gate(channels_torch(x, "unet"))), hu128, batch=64)
 
     def class_probabilities(self, hu256, progress=None):
-        """(n, 6, 256, 256) softmax of the 256 head crop (HU): background and the five subtypes."""
+        """(n, 6, 256, 256) softmax of the 256 head crop (HU): background and the five subtypes.
+        hu256 is (n, 256, 256), or (n, 3, 256, 256) for a 2.5D model (each slice with its neighbours)."""
         return self.batched(self._segment, hu256, batch=8, progress=progress, label="U-Net")
 
     def _segment(self, x):

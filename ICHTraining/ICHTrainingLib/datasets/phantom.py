@@ -32,7 +32,8 @@ def scan_record(volume, labels: np.ndarray, patient: str):
     alignment = estimate_alignment(volume, head)
     casc_hu, _ = cascade_grid(volume, alignment)
     casc_labels, _ = cascade_grid(volume, alignment, array=labels, linear=False)
-    return {"patient": patient, "crop_hu": crop_hu.astype(np.float16), "crop_labels": crop_labels.astype(np.uint8),
+    return {"patient": patient, "slice_mm": float(volume.spacing[2]),
+            "crop_hu": crop_hu.astype(np.float16), "crop_labels": crop_labels.astype(np.uint8),
             "slice_subtypes": slice_subtypes, "casc_hu": casc_hu.astype(np.float16),
             "casc_labels": casc_labels.astype(np.uint8)}
 
@@ -92,4 +93,6 @@ def load_records(paths) -> List[dict]:
         with np.load(p) as z:
             out.append({k: z[k] for k in z.files})
             out[-1]["patient"] = str(out[-1]["patient"])
+            # caches written before records carried their slice thickness: generate()'s 5 mm
+            out[-1]["slice_mm"] = float(out[-1].get("slice_mm", 5.0))
     return out
