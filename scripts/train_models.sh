@@ -23,7 +23,9 @@ lane_a=$!
   "$BIN/ich-train" unet --init runs/unet30/unet.pt --balance subtype --lr 3e-4 --epochs 24 --data "$DATA" \
     --out runs/unet-ft --workers 1 > runs/unet-ft.log 2>&1 &&
   "$BIN/ich-train" unet --init runs/unet-ft/unet.pt --balance subtype --batch-dice --lr 3e-4 --epochs 20 \
-    --data "$DATA" --out runs/unet-bd --register --workers 1 > runs/unet-bd.log 2>&1 &&
+    --data "$DATA" --out runs/unet-bd --workers 1 > runs/unet-bd.log 2>&1 &&
+  "$BIN/ich-train" unet --init runs/unet-bd/unet.pt --balance subtype --batch-dice --context-mm 5 --lr 3e-4 \
+    --epochs 20 --data "$DATA" --out runs/unet-25d --register --workers 1 > runs/unet-25d.log 2>&1 &&
   "$BIN/ich-tune" --method unet --data phantom:121-150 --save > runs/tune-unet.log 2>&1 ) &
 lane_b=$!
 "$BIN/ich-train" cascade --data "$DATA" --epochs 12 --out runs/cascade12 --register --workers 1 > runs/cascade12.log 2>&1 &&
