@@ -103,12 +103,12 @@ def test_unet_mirror_pass_makes_the_maps_left_right_equivariant(run, monkeypatch
     not: their 128-pixel tiles sit asymmetrically on the 256 crop)."""
     ph, pipe, _ = run
     unet = pipe.instances["unet"]
-    from ICHLocalizationLib.preprocessing import PreparedScan, with_neighbours
+    from ICHLocalizationLib.preprocessing import PreparedScan, slices_in_context
 
     hu = PreparedScan(ph.volume).crop_hu(256)
     k = int(np.argmax((ph.mask > 0).sum(axis=(1, 2))))
-    hu = with_neighbours(hu, [k, k + 1], 1) if unet.context_mm else hu[k:k + 2]  # a 2.5D model reads neighbours
-    x = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))
+    x = torch.from_numpy(np.ascontiguousarray(
+        slices_in_context(hu, [k, k + 1], ph.volume.spacing[2], unet.context_mm), dtype=np.float32))
     flip = lambda t: torch.flip(t, dims=[-1])  # noqa: E731
     with torch.inference_mode():
         monkeypatch.setitem(unet.params, "mirror", True)

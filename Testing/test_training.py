@@ -136,7 +136,7 @@ def test_a_one_slice_unet_starts_a_25d_one_that_reads_its_neighbours(records, tm
     from ICHTrainingLib.train import _inflate_to_neighbours, _unet_patches, unet_patch_index
 
     torch.manual_seed(0)
-    one, nine = build_unet().eval(), build_unet(in_channels=9).eval()
+    one, nine = build_unet().eval(), build_unet(context=True).eval()
     nine.load_state_dict(_inflate_to_neighbours(one.state_dict(), nine.state_dict()))
     hu = torch.from_numpy(records[0]["crop_hu"][4:7, :128, :128].astype(np.float32))
     with torch.no_grad():

@@ -66,6 +66,14 @@ def with_neighbours(hu: np.ndarray, ks, offset: int) -> np.ndarray:
     return np.stack([hu[below], hu[ks], hu[above]], axis=1)
 
 
+def slices_in_context(hu: np.ndarray, ks, slice_mm: float, context_mm: float) -> np.ndarray:
+    """What the U-Net reads of slices ks of the stack hu (K, H, W): (n, H, W) for a one-slice model
+    (context_mm 0), (n, 3, H, W) with the neighbours context_mm away for a 2.5D one."""
+    if not context_mm:
+        return hu[np.asarray(ks, int)]
+    return with_neighbours(hu, ks, neighbour_offset(slice_mm, context_mm))
+
+
 # --- masks ---------------------------------------------------------------------------------------
 def head_mask(hu: np.ndarray, threshold: float = -300.0) -> np.ndarray:
     """Everything of the head: the largest soft-tissue-or-denser component, holes filled per slice."""

@@ -25,7 +25,8 @@ from ICHLocalizationLib.methods.cascade3d import NETS as CASCADE_NETS, PLANES, p
 from ICHLocalizationLib.models import choose_device, file_sha256
 from ICHLocalizationLib.networks import MILNet, SliceClassifier, build_unet
 from ICHLocalizationLib.networks.classifier import ClassifierBank
-from ICHLocalizationLib.preprocessing import channels_torch, half_crop, neighbour_offset, with_neighbours
+from ICHLocalizationLib.preprocessing import (channels_torch, half_crop, neighbour_offset, slices_in_context,
+                                              with_neighbours)
 
 from .augment import slice_augmentation
 
@@ -393,7 +394,7 @@ def train_unet(records, cfg: TrainConfig, progress=None, patches_per_epoch=2400)
     aug = slice_augmentation(with_label=True, seed=cfg.seed)
     if cfg.balance not in ("slice", "subtype"):
         raise ValueError(f"balance {cfg.balance!r}: choose 'slice' or 'subtype'")
-    model = start_from(build_unet(in_channels=9 if cfg.context_mm else 3), cfg, "unet")
+    model = start_from(build_unet(context=bool(cfg.context_mm)), cfg, "unet")
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=cfg.batch_dice)
 
     index = unet_patch_index(train)
@@ -424,9 +425,8 @@ def unet_dice(model, records, threshold=0.5, context_mm=0.0):
         pos = np.nonzero(r["slice_subtypes"].any(axis=1))[0]
         if not len(pos):
             continue
-        hu = with_neighbours(r["crop_hu"], pos, neighbour_offset(r["slice_mm"], context_mm)) if context_mm \
-            else r["crop_hu"][pos]
-        x = channels_torch(torch.from_numpy(hu.astype(np.float32)), "unet").to(device)
+        hu = slices_in_context(r["crop_hu"], pos, r["slice_mm"], context_mm).astype(np.float32)
+        x = channels_torch(torch.from_numpy(hu), "unet").to(device)
         prob = 1 - torch.softmax(model(x), dim=1)[:, 0].cpu().numpy()
         pred, truth = prob >= threshold, r["crop_labels"][pos] > 0
         inter = (pred & truth).sum(axis=(1, 2))

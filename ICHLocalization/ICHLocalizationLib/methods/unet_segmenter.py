@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from ..findings import SUBTYPES, Results, SegmentFinding
 from ..networks import SliceClassifier, build_unet
-from ..preprocessing import AXIAL_CROP_SIZE, channels_torch, neighbour_offset, with_neighbours
+from ..preprocessing import AXIAL_CROP_SIZE, channels_torch, slices_in_context
 from .base import Method
 
 
@@ -50,7 +50,7 @@ class UNetSegmenter(Method):
 
     def build(self, state):
         self.context_mm = float(self.entry.input.get("context_mm") or 0.0)
-        self.unet = build_unet(in_channels=9 if self.context_mm else 3)
+        self.unet = build_unet(context=bool(self.context_mm))
         self.unet.load_state_dict(state["unet"])
         self.gate = SliceClassifier()
         self.gate.load_state_dict(state["gate"])
@@ -67,10 +67,9 @@ class UNetSegmenter(Method):
         hu = scan.crop_hu(AXIAL_CROP_SIZE)
         fg = np.zeros(hu.shape, np.float32)
         sub = np.zeros(hu.shape, np.uint8)
-        offset = neighbour_offset(scan.volume.spacing[2], self.context_mm) if self.context_mm else 0
         for s in range(0, len(hu), 32):  # in chunks: six class maps of a 300-slice scan would take ~0.5 GB
             ks = np.arange(s, min(s + 32, len(hu)))
-            probs = self.class_probabilities(with_neighbours(hu, ks, offset) if offset else hu[ks])
+            probs = self.class_probabilities(slices_in_context(hu, ks, scan.volume.spacing[2], self.context_mm))
             fg[s:s + 32] = 1.0 - probs[:, 0]
             sub[s:s + 32] = np.argmax(probs[:, 1:], axis=1) + 1
             if progress:
