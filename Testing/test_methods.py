@@ -79,15 +79,22 @@ def test_unet_lesions_ivh_and_sah_pieces_are_one_lesion():
     assert ivh.bbox_min_ras[0] < 5 and ivh.bbox_max_ras[0] > 20  # its box spans both ventricles
 
 
-def test_unet_gate_override_keeps_slices_the_unet_is_sure_of(run):
-    """A gate that rejects every slice empties the segmentation, unless gate_override lets the
-    slices whose own evidence reaches it through: then the bleeds come back, and only on those slices."""
+@pytest.fixture(scope="module")
+def unet_maps(run):
+    """The U-Net method, the prepared sample scan and its network maps (post-processing tests)."""
     from ICHLocalizationLib.preprocessing import PreparedScan
 
     ph, pipe, _ = run
     unet = pipe.instances["unet"]
     scan = PreparedScan(ph.volume)
-    maps = unet.probabilities(scan)
+    return unet, scan, unet.probabilities(scan)
+
+
+def test_unet_gate_override_keeps_slices_the_unet_is_sure_of(run, unet_maps):
+    """A gate that rejects every slice empties the segmentation, unless gate_override lets the
+    slices whose own evidence reaches it through: then the bleeds come back, and only on those slices."""
+    ph = run[0]
+    unet, scan, maps = unet_maps
     rejected = maps._replace(gate=np.zeros_like(maps.gate))
     truth = ph.mask > 0
     assert not unet.segment(scan, rejected, {"gate_threshold": 0.5, "gate_override": None}).lesion_labels.any()
@@ -96,6 +103,24 @@ def test_unet_gate_override_keeps_slices_the_unet_is_sure_of(run):
     assert 2 * (pred & truth).sum() / (pred.sum() + truth.sum()) >= 0.6
     sure = np.array(res.slice_scores["unet"]) >= 0.9
     assert pred.any(axis=(1, 2))[~sure].sum() == 0 and sure.sum() < len(sure)
+
+
+def test_unet_bone_ceiling_keeps_the_mask_out_of_the_skull(run, unet_maps):
+    """A foreground map grown 3 mm past every bleed reaches into the skull; bone_hu takes out the
+    voxels brighter than it and keeps the blood."""
+    from scipy import ndimage
+
+    ph = run[0]
+    unet, scan, maps = unet_maps
+    hu, truth = ph.volume.hu, ph.mask > 0
+    grown = ndimage.binary_dilation(maps.fg >= 0.5, np.ones((1, 5, 5), bool))  # 256 crop: ~4 px ≈ 3 mm
+    spill = maps._replace(fg=grown.astype(np.float32), gate=np.ones_like(maps.gate))
+    params = {"threshold": 0.5, "gate_threshold": 0.0, "closing_mm": 0.0, "opening_mm": 0.0, "min_volume_ml": 0.0}
+    loose = unet.segment(scan, spill, {**params, "bone_hu": None}).lesion_labels > 0
+    tight = unet.segment(scan, spill, {**params, "bone_hu": 700.0}).lesion_labels > 0
+    assert (loose & (hu > 700)).sum() > 500, "the grown map should reach the skull on this sample"
+    assert not (tight & (hu > 700)).any()
+    assert (tight & truth).sum() >= 0.95 * (loose & truth).sum()
 
 
 def test_unet_mirror_pass_makes_the_maps_left_right_equivariant(run, monkeypatch):

@@ -88,7 +88,8 @@ def tune_cascade(entry: ModelEntry, records, rounds: int = 2):
 UNET_SEARCH = {"threshold": (0.2, 0.3, 0.4, 0.5, 0.6, 0.7), "gate_threshold": (0.0, 0.1, 0.2, 0.35, 0.5),
                "gate_override": (None, 0.8, 0.9, 0.95, 0.98),  # None: the gate alone decides
                "closing_mm": (0.0, 2.0, 4.0), "opening_mm": (0.0, 1.0, 2.0),
-               "min_volume_ml": (0.02, 0.05, 0.1)}
+               "min_volume_ml": (0.02, 0.05, 0.1),
+               "bone_hu": (None, 500.0, 600.0, 700.0, 800.0, 1000.0)}  # None: no bone ceiling
 
 
 def tune_unet(entry: ModelEntry, scans, search=None, rounds: int = 2):

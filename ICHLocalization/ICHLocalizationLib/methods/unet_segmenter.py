@@ -16,7 +16,10 @@
    single 2D image), three windows each: nine channels.
 3. Paper 003's post-processing on the input grid, in mm so it holds for any pixel size: foreground
    probability ≥ threshold, closing (paper: 10×10 px at ~0.45 mm ≈ 4 mm) then opening (5×5 px ≈ 2 mm),
-   3D connected components, components below min_volume_ml dropped.
+   3D connected components, components below min_volume_ml dropped. Before the components, voxels
+   brighter than bone_hu leave the mask (a departure): blood is below ~100 HU, so a voxel brighter
+   than halfway between blood and cortical bone holds more bone than blood, whatever the network
+   says — a bleed against the skull otherwise spills a pixel or two into the inner table.
 4. One segment finding per lesion: a component's subtype is the majority of its voxels' most likely
    subtype; IPH, SDH and EDH components are lesions of their own, while all IVH components form one
    lesion and all SAH components another (blood spreading through the ventricles or the
@@ -98,6 +101,8 @@ class UNetSegmenter(Method):
         fg_native[gated] = scan.crop.paste(maps.fg[gated], (len(gated),) + vol.shape[1:])
         sub_native[gated] = np.rint(scan.crop.paste(maps.sub[gated], (len(gated),) + vol.shape[1:], mode="nearest"))
         mask = self._postprocess(fg_native >= float(p.get("threshold", 0.5)), vol.spacing, p)
+        if p.get("bone_hu") is not None:
+            mask &= vol.hu <= float(p["bone_hu"])
         self._components(res, vol, mask, fg_native, sub_native, float(p.get("min_volume_ml", 0.05)))
         return res
 
