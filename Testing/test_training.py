@@ -107,6 +107,24 @@ def test_fine_tuning_starts_from_the_given_weights(records, tmp_path):
         run_training(records, TrainConfig(method="unet", out=str(tmp_path / "d"), init=str(tmp_path / "missing.pt")))
 
 
+def test_sagittal_slices_are_never_turned_upside_down():
+    """The mirror flips the left-right axis; a sagittal slice has none, so its augmentation keeps the
+    vertex at the top (a flip of its first axis would show the head upside down)."""
+    from ICHTrainingLib.augment import slice_augmentation
+
+    img = np.zeros((40, 128), np.float32)
+    img[:20] = 60.0  # upper half bright, lower half dark
+
+    def upside_down(spatial_axis_lr, seed):
+        aug = slice_augmentation(with_label=False, seed=seed, rotate_deg=10.0, spatial_axis_lr=spatial_axis_lr,
+                                 p_windowed=0.0)
+        out = np.asarray(aug({"image": img[None]})["image"])[0]
+        return out[:20].mean() < out[20:].mean()
+
+    assert not any(upside_down(None, s) for s in range(40))
+    assert any(upside_down(0, s) for s in range(40))  # the check itself can see a flip
+
+
 def test_unet_subtype_balanced_patches(records):
     """balance='subtype': each subtype is the target of about a third of the bleed patches here
     (three subtypes: IPH and SDH in two scans, IVH in two), whatever its pixel count."""

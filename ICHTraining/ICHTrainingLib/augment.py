@@ -5,6 +5,8 @@ offset ±20 HU, Gaussian blur or sharpening (σ ≤ 0.5 px). One addition of our
 `p_windowed` the slice is clipped to the brain window, as an 8-bit windowed export (Kaggle PNGs,
 CT-ICH JPGs) would give it, so that the networks also read windowed images.
 """
+from typing import Optional
+
 import numpy as np
 
 
@@ -28,16 +30,19 @@ class WindowedExport:
 
 
 def slice_augmentation(with_label: bool, seed: int = 0, p_windowed: float = 0.2, rotate_deg: float = 30.0,
-                       spatial_axis_lr: int = 1):
-    """MONAI dictionary transform on {'image': (1, H, W) HU[, 'label': (1, H, W)]}."""
+                       spatial_axis_lr: Optional[int] = 1):
+    """MONAI dictionary transform on {'image': (1, H, W) HU[, 'label': (1, H, W)]}.
+
+    spatial_axis_lr: the image axis that runs left-right (mirrored with probability 0.5), or None
+    for a slice with no left-right axis (sagittal)."""
     from monai.transforms import (Compose, OneOf, RandAffined, RandFlipd, RandGaussianSharpend,
                                   RandGaussianSmoothd, RandScaleIntensityd, RandShiftIntensityd)
 
     keys = ("image", "label") if with_label else ("image",)
     modes = ("bilinear", "nearest") if with_label else ("bilinear",)
     pads = ("border", "zeros") if with_label else ("border",)
-    t = Compose([
-        RandFlipd(keys, prob=0.5, spatial_axis=spatial_axis_lr),
+    mirror = [] if spatial_axis_lr is None else [RandFlipd(keys, prob=0.5, spatial_axis=spatial_axis_lr)]
+    t = Compose(mirror + [
         RandAffined(keys, prob=0.7, rotate_range=np.radians(rotate_deg), scale_range=0.1, shear_range=0.05,
                     translate_range=8, mode=modes, padding_mode=pads),
         RandScaleIntensityd("image", factors=0.02, prob=0.5),

@@ -477,8 +477,11 @@ def train_cascade(records, cfg: TrainConfig, progress=None):
         labs = np.array(labs)
         pos_w = torch.tensor([max(1.0, (~labs[:, 0]).sum() / max(1, labs[:, 0].sum()))] +
                              [max(1.0, (labs[:, 0] & ~labs[:, s]).sum() / max(1, labs[:, s].sum())) for s in range(1, 6)])
+        # a sagittal slice has no left-right axis to mirror; only an axial slice can arrive as an 8-bit
+        # windowed 2D image (the cascade's slice score), so only the axial nets see windowed exports
         aug = slice_augmentation(with_label=False, seed=cfg.seed + PLANES.index(plane), rotate_deg=10.0,
-                                 spatial_axis_lr=1 if plane != "sagittal" else 0)
+                                 spatial_axis_lr=None if plane == "sagittal" else 1,
+                                 p_windowed=0.2 if plane == "axial" else 0.0)
         bank = start_from(ClassifierBank(CASCADE_NETS), cfg, plane)
 
         def batches(epoch, rng, items=items, labs=labs, aug=aug):
@@ -493,12 +496,12 @@ def train_cascade(records, cfg: TrainConfig, progress=None):
 
         def loss_fn(m, x, y, pos_w=pos_w):
             y = y.float()
-            out = m(x)
-            loss = F.binary_cross_entropy_with_logits(out["ich"], y[:, 0], pos_weight=pos_w[0].to(x.device))
+            loss = F.binary_cross_entropy_with_logits(m(x, ["ich"])["ich"], y[:, 0], pos_weight=pos_w[0].to(x.device))
             positive = y[:, 0] > 0
-            if positive.any():
+            if positive.any():  # the subtype nets read bleed slices only: no forward pass on the rest
+                out = m(x[positive], list(SUBTYPES))
                 for s, name in enumerate(SUBTYPES, start=1):
-                    loss = loss + F.binary_cross_entropy_with_logits(out[name][positive], y[positive, s],
+                    loss = loss + F.binary_cross_entropy_with_logits(out[name], y[positive, s],
                                                                      pos_weight=pos_w[s].to(x.device)) / 5.0
             return loss
 
