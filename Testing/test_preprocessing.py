@@ -4,9 +4,11 @@ import pytest
 
 from conftest import oblique_volume
 from ICHLocalizationLib.phantom import generate
-from ICHLocalizationLib.preprocessing import (CHANNEL_CONFIGS, PreparedScan, channels_torch, estimate_alignment,
-                                              head_crop, head_mask, neighbour_offset, resample_spacing,
-                                              rotation_matrix, to_channels, window, with_neighbours)
+from ICHLocalizationLib import preprocessing
+from ICHLocalizationLib.preprocessing import (CHANNEL_CONFIGS, PreparedScan, cascade_grid, channels_torch,
+                                              estimate_alignment, head_crop, head_mask, neighbour_offset,
+                                              resample_spacing, rotation_matrix, slab_average, to_channels, window,
+                                              with_neighbours)
 
 
 def test_windows_map_hu_to_unit_range():
@@ -42,6 +44,23 @@ def test_resampling_keeps_physical_extent():
     lo_old, hi_old = vol.voxel_box_ras((0, 0, 0), np.array(vol.shape) - 1)
     lo_new, hi_new = out.voxel_box_ras((0, 0, 0), np.array(out.shape) - 1)
     assert np.abs(lo_old - lo_new).max() < 1e-6 and np.abs(hi_old - hi_new).max() < 1e-6
+
+
+def test_thin_slices_reach_the_cascade_as_5mm_slabs(monkeypatch):
+    """A 1 mm scan's cascade grid matches the 5 mm scan of the same head when its slices are averaged
+    over 5 mm slabs; sampling one thin slice every 5 mm keeps its noise and misses what lies between."""
+    hu = np.arange(10.0)[:, None, None] * np.ones((10, 2, 2))
+    assert slab_average(hu, 5.0, 5.0) is hu
+    assert np.allclose(slab_average(hu, 1.0, 5.0)[5, 0, 0], np.mean([3, 4, 5, 6, 7]))
+    thick = generate(7, size=160, slice_thickness=5.0).volume
+    thin = generate(7, size=160, slice_thickness=1.0).volume
+    align = estimate_alignment(thick)
+    reference = cascade_grid(thick, align)[0]
+    brain = (reference > 0) & (reference < 100)
+    slabs = np.abs(cascade_grid(thin, align)[0] - reference)[brain].mean()
+    monkeypatch.setattr(preprocessing, "slab_average", lambda hu, *_: hu)
+    samples = np.abs(cascade_grid(thin, align)[0] - reference)[brain].mean()
+    assert slabs < 0.8 * samples, (slabs, samples)
 
 
 @pytest.mark.parametrize("yaw,roll", [(10.0, 0.0), (-8.0, 6.0), (14.0, -5.0)])

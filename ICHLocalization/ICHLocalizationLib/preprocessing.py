@@ -366,12 +366,27 @@ def half_crop(hu256) -> np.ndarray:
 
 
 def cascade_grid(volume: CTVolume, alignment: Alignment, array=None, linear=True):
-    """The aligned 5 mm cascade grid: (HU or labels (k, j, i), its IJK→RAS matrix)."""
+    """The aligned 5 mm cascade grid: (HU or labels (k, j, i), its IJK→RAS matrix).
+
+    HU of thinner input slices are first averaged over 5 mm slabs (`slab_average`), so that a 5 mm
+    slice of the grid is what a 5 mm reconstruction would show, not one thin slice every 5 mm."""
     m, shape = aligned_grid(alignment, CASCADE_SPACING, CASCADE_SIZE)
     default = -1000.0 if array is None else 0
+    if array is None:
+        array = slab_average(volume.hu, float(volume.spacing[2]), CASCADE_SPACING[2])
     out = resample(volume, m, shape, array=array, linear=linear, default=default,
                    rotation_ras=alignment.rotation, center_ras=alignment.center)
     return out, m
+
+
+def slab_average(hu: np.ndarray, slice_mm: float, slab_mm: float) -> np.ndarray:
+    """Each axial slice replaced by the mean of the slab_mm around it (the slices unchanged when they
+    are already about that thick): thin slices sampled every 5 mm would keep their noise (σ ×2.9 for
+    0.6 mm slices) and miss what lies between the samples."""
+    n = int(round(slab_mm / max(slice_mm, 1e-3)))
+    if n < 2 or hu.shape[0] < 2:
+        return hu
+    return ndimage.uniform_filter1d(np.asarray(hu, np.float32), size=n, axis=0, mode="nearest")
 
 
 class PreparedScan:
