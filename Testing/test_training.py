@@ -242,17 +242,34 @@ def test_unet_k_fold_cross_validation(records, tmp_path):
 
 
 def test_cascade_fusion_tuning(records, tmp_path):
-    from ICHTrainingLib.tune_postprocessing import FUSION_KERNELS, FUSION_THRESHOLDS, truth_grid_boxes, tune_cascade
+    """Tuning scores the method's own boxes on the head against the lesions' RAS boxes (paper 000's
+    protocol) and gates the subtype nets afterwards exactly as the method does."""
+    from ICHLocalizationLib.methods.cascade3d import ThreePlaneCascade, plane_slices
+    from ICHLocalizationLib.phantom import generate
+    from ICHTrainingLib.tune_postprocessing import (FUSION_KERNELS, FUSION_THRESHOLDS, STAGE1_THRESHOLDS, stage1_gated,
+                                                    tune_cascade)
 
-    truth = truth_grid_boxes(records[0]["casc_labels"])
-    assert truth and all(t["subtype"] in ("IPH", "SDH", "IVH") for t in truth)
     casc = run_training(records, TrainConfig(method="cascade", out=str(tmp_path / "c"), epochs=1, batch_size=4, max_batches=1))
-    best, table = tune_cascade(casc, records[:2])
-    assert len(table) == len(FUSION_KERNELS) * len(FUSION_THRESHOLDS)
+    scans = []
+    for seed in (501, 502):
+        ph = generate(seed, subtypes=["IPH", "SDH"] if seed % 2 else ["IVH"], size=192, slices=16)
+        scans.append((ph.volume, [{"subtype": les["subtype"], "bbox_ras": les["bbox_ras"]} for les in ph.lesions]))
+    assert {t["subtype"] for _, truth in scans for t in truth} == {"IPH", "SDH", "IVH"}
+    best, table = tune_cascade(casc, scans)
+    assert len(table) == len(STAGE1_THRESHOLDS) * len(FUSION_KERNELS) * len(FUSION_THRESHOLDS)
     assert best["f1"] >= max(r["f1"] for r in table) and 0 <= best["se"] <= 1
     # the per-classifier ascent starts from the best single threshold and never ends below it
     assert set(best["thresholds"]) == {"axial", "coronal", "sagittal"}
     assert all(len(v) == 5 for v in best["thresholds"].values())
+    # tuning reads the subtype nets on every slice once and gates afterwards: the same as the method
+    method = ThreePlaneCascade(casc, load_state(casc), "cpu")
+    slices = plane_slices(records[0]["casc_hu"].astype(np.float32), "coronal")
+    every = method.plane_probabilities(slices, "coronal", kernel=[1.0], stage1_threshold=0.0)
+    cut = np.quantile(every[every[:, 0] > 0, 0], 0.5)
+    gated = method.plane_probabilities(slices, "coronal", kernel=[1.0], stage1_threshold=cut)
+    below = (every[:, 0] > 0) & (every[:, 0] < cut)
+    assert (every[below, 1:] > 0).any() and (gated[below, 1:] == 0).all()
+    assert np.allclose(stage1_gated(every, cut), gated, atol=1e-6)
 
 
 def test_unet_post_processing_tuning_scores_the_methods_own_output(records, tmp_path):

@@ -144,10 +144,14 @@ def tune_main(argv=None):
             best = tune(entry, load_training_records(args.data, args.cache), init_points=args.init, n_iter=args.iter)
             update = {"detector": {k: best[k] for k in ("h", "T", "d")}}
         elif args.method == "cascade":
+            from tqdm import tqdm
+
+            from .datasets import labelled_boxes
             from .tune_postprocessing import tune_cascade
 
-            best, _ = tune_cascade(entry, load_training_records(args.data, args.cache))
-            update = {"fusion": {k: best[k] for k in ("kernel", "threshold", "thresholds", "gap")}}
+            best, _ = tune_cascade(entry, tqdm(labelled_boxes(args.data), desc="validation scans", unit="scan"))
+            update = {"fusion": {k: best[k] for k in ("kernel", "threshold", "thresholds", "gap")},
+                      "stage1_threshold": best["stage1_threshold"]}
         else:
             from tqdm import tqdm
 

@@ -1,9 +1,9 @@
 """Tuning of the cascade's neighbour fusion and the U-Net's post-processing on validation scans.
 
 Both read validation scans (never seeds 9001–9010): the networks run once per scan, then each
-candidate setting is scored with the protocol its method is judged by — 3D boxes matched at
-IoU ≥ 0.4 (paper 000) on cached cascade grids for the cascade, voxel Dice on the input grid for the
-U-Net (its closing, opening and minimum size are in mm and mL of the input, so it needs the volumes).
+candidate setting is scored with the protocol its method is judged by — the cascade's boxes mapped
+back to the head and matched to the lesions' RAS boxes at IoU ≥ 0.4 (paper 000), voxel Dice on the
+input grid for the U-Net (its closing, opening and minimum size are in mm and mL of the input).
 """
 import numpy as np
 
@@ -13,58 +13,59 @@ from ICHLocalizationLib.methods.unet_segmenter import UNetSegmenter
 from ICHLocalizationLib.models import ModelEntry, load_state
 from ICHLocalizationLib.preprocessing import PreparedScan
 
-from .evaluate import box_iou, match_boxes
+from .evaluate import match_boxes
 
 FUSION_KERNELS = ([1.0], [0.15, 0.7, 0.15], [0.25, 0.5, 0.25], [0.1, 0.2, 0.4, 0.2, 0.1])
 FUSION_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
+STAGE1_THRESHOLDS = (0.1, 0.2, 0.3, 0.5)  # P(ICH) a slice needs before the subtype nets read it
 CLASSIFIER_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 RUN_GAPS = (0, 1, 2, 3, 4, 6)  # slices below threshold bridged inside a run
 
 
-def _index_box(k, j, i):
-    return {"min": [i[0] - 0.5, j[0] - 0.5, k[0] - 0.5], "max": [i[1] + 0.5, j[1] + 0.5, k[1] + 0.5]}
-
-
-def truth_grid_boxes(labels):
-    """One box per subtype present on the cascade grid (the phantom has one lesion per subtype)."""
-    out = []
-    for s, code in enumerate(SUBTYPES, start=1):
-        kji = np.argwhere(labels == s)
-        if len(kji):
-            lo, hi = kji.min(0), kji.max(0)
-            out.append({"subtype": code, "bbox_ras": _index_box((lo[0], hi[0]), (lo[1], hi[1]), (lo[2], hi[2]))})
+def stage1_gated(probs, stage1):
+    """Unfused plane probabilities read with every slice passed to the subtype nets, as they would be
+    with a stage-1 threshold: the subtype columns set to 0 where P(ICH) is below it."""
+    out = probs.copy()
+    out[probs[:, 0] < stage1, 1:] = 0.0
     return out
 
 
-def tune_cascade(entry: ModelEntry, records, rounds: int = 2):
-    """The cascade's fusion on validation records: kernel and one threshold by grid search, then the
-    run gap and a threshold per plane and subtype by coordinate ascent (`rounds` passes) — each
-    maximizing the F1 of boxes matched at IoU ≥ 0.4. Returns (best, table of the grid search)."""
+def tune_cascade(entry: ModelEntry, scans, rounds: int = 2):
+    """The cascade's fusion on validation scans: stage-1 threshold, kernel and one fusion threshold
+    by grid search, then the run gap and a threshold per plane and subtype by coordinate ascent
+    (`rounds` passes) — each maximizing the F1 of boxes matched at IoU ≥ 0.4. The networks run once
+    per scan (the subtype nets on every slice; the stage-1 gate is applied afterwards). scans:
+    [(CTVolume, truth [{"subtype", "bbox_ras"}])]. Returns (best, table of the grid search)."""
     method = ThreePlaneCascade(entry, load_state(entry), "cpu")
     raw = []
-    for r in records:
-        grid = r["casc_hu"].astype(np.float32)
-        raw.append((grid, {p: method.plane_probabilities(plane_slices(grid, p), p, kernel=[1.0]) for p in PLANES},
-                    truth_grid_boxes(r["casc_labels"])))
+    for volume, truth in scans:
+        scan = PreparedScan(volume)
+        grid, m = scan.cascade_grid()
+        probs = {p: method.plane_probabilities(plane_slices(grid, p), p, kernel=[1.0], stage1_threshold=0.0)
+                 for p in PLANES}
+        raw.append(((grid, m, scan.alignment), probs, truth))
 
     def score(fused_scans, thresholds, gap=0):
         tp = fp = fn = right = 0
-        for (grid, _, truth), fused in zip(raw, fused_scans):
-            boxes = method.grid_boxes(fused, grid, thresholds, gap)
-            pred = [{"subtype": code, "bbox_ras": _index_box(k, j, i)} for code, k, j, i, _ in boxes]
+        for ((grid, m, align), _, truth), fused in zip(raw, fused_scans):
+            pred = [{"subtype": b.subtype, "bbox_ras": dict(zip(("min", "max"), b.bbox_ras))}
+                    for b in method.boxes(fused, grid, m, align, thresholds, gap)]
             matches, fps, fns = match_boxes(pred, truth, 0.4)
             tp, fp, fn = tp + len(matches), fp + len(fps), fn + len(fns)
             right += sum(pred[a]["subtype"] == truth[b]["subtype"] for a, b, _ in matches)
         se, ppv = tp / max(1, tp + fn), tp / max(1, tp + fp)
         return {"se": se, "ppv": ppv, "f1": 2 * se * ppv / max(1e-9, se + ppv), "subtype_acc": right / max(1, tp)}
 
-    results, fused_by_kernel = [], {}
-    for kernel in FUSION_KERNELS:
-        fused_by_kernel[tuple(kernel)] = [{p: fuse_columns(v, kernel) for p, v in probs.items()} for _, probs, _ in raw]
-        for thr in FUSION_THRESHOLDS:
-            results.append({"kernel": kernel, "threshold": thr, **score(fused_by_kernel[tuple(kernel)], thr)})
+    results, fused_by = [], {}
+    for stage1 in STAGE1_THRESHOLDS:
+        for kernel in FUSION_KERNELS:
+            fused_by[stage1, tuple(kernel)] = [{p: fuse_columns(stage1_gated(v, stage1), kernel) for p, v in probs.items()}
+                                               for _, probs, _ in raw]
+            for thr in FUSION_THRESHOLDS:
+                results.append({"stage1_threshold": stage1, "kernel": kernel, "threshold": thr,
+                                **score(fused_by[stage1, tuple(kernel)], thr)})
     best = max(results, key=lambda r: (r["f1"], r["subtype_acc"]))
-    fused = fused_by_kernel[tuple(best["kernel"])]
+    fused = fused_by[best["stage1_threshold"], tuple(best["kernel"])]
     per, gap = {p: [best["threshold"]] * len(SUBTYPES) for p in PLANES}, 0
     top = score(fused, per, gap)
     for _ in range(rounds):
@@ -124,4 +125,4 @@ def tune_unet(entry: ModelEntry, scans, search=None, rounds: int = 2):
     return {**best, "dice": score(best)}, table
 
 
-__all__ = ["tune_cascade", "tune_unet", "truth_grid_boxes", "box_iou"]
+__all__ = ["tune_cascade", "tune_unet"]

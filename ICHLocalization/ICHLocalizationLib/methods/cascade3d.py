@@ -77,8 +77,9 @@ class ThreePlaneCascade(Method):
     def networks(self):
         return list(self.banks.values())
 
-    def plane_probabilities(self, slices, plane, kernel=None):
-        """(n, 6) fused probabilities of one plane's slices: column 0 P(ICH), then P(ICH)·P(subtype|ICH)."""
+    def plane_probabilities(self, slices, plane, kernel=None, stage1_threshold=None):
+        """(n, 6) fused probabilities of one plane's slices: column 0 P(ICH), then P(ICH)·P(subtype|ICH)
+        on the slices with P(ICH) ≥ stage1_threshold (default: the catalogue's), 0 elsewhere."""
         import torch
 
         p = self.params
@@ -89,7 +90,9 @@ class ThreePlaneCascade(Method):
         if len(inside):
             raw[inside, 0] = self.batched(lambda x: torch.sigmoid(bank.nets["ich"](channels_torch(x, "paper000"))),
                                           slices[inside], batch=64)
-            stage2 = inside[raw[inside, 0] >= float(p.get("stage1_threshold", 0.5))]
+            if stage1_threshold is None:
+                stage1_threshold = p.get("stage1_threshold", 0.5)
+            stage2 = inside[raw[inside, 0] >= float(stage1_threshold)]
             if len(stage2):
                 def subtypes(x):
                     c = channels_torch(x, "paper000")
@@ -143,9 +146,13 @@ class ThreePlaneCascade(Method):
             if progress:
                 progress((n + 1) / 3.0, f"cascade {plane}")
         res.slice_scores["cascade"] = self._input_slice_scores(vol, align, m, probs["axial"][:, 0])
-        for code, (k0, k1), (j0, j1), (i0, i1), prob in self.grid_boxes(probs, grid):
-            res.boxes.append(self._box(m, align, (k0, j0, i0), (k1, j1, i1), code, prob))
+        res.boxes.extend(self.boxes(probs, grid, m, align))
         return res
+
+    def boxes(self, probs, grid, m, align: Alignment, threshold=None, gap=None):
+        """grid_boxes() mapped back through the alignment: BoxFindings on the original head."""
+        return [self._box(m, align, (k0, j0, i0), (k1, j1, i1), code, prob)
+                for code, (k0, k1), (j0, j1), (i0, i1), prob in self.grid_boxes(probs, grid, threshold, gap)]
 
     def _resolve(self, cands, grid, brain, keep_max):
         min_ml = float(self.params.get("min_blood_ml", 0.2))

@@ -26,6 +26,22 @@ def load_dataset_records(spec: str, cache="cache", workers=2):
     raise ValueError(f"unknown dataset {kind!r} in --data {spec!r}; known: phantom:SEEDS, ctich:DIR, rsna:DICOM_DIR,LABELS_CSV")
 
 
+def labelled_boxes(spec: str):
+    """'phantom:121-150' → iterator of (CTVolume, its lesions [{"subtype", "bbox_ras"}]): what the
+    cascade's 3D boxes are matched to (paper 000's protocol, as in ich-evaluate)."""
+    kind, _, arg = spec.partition(":")
+    if kind.strip().lower() != "phantom":
+        raise ValueError(f"--data {spec!r}: 3D lesion boxes with a subtype each come from phantom:SEEDS")
+    from ICHLocalizationLib.phantom import generate
+
+    from ..cli import parse_seeds
+    from .phantom import refuse_reserved
+
+    for seed in refuse_reserved(parse_seeds(arg or "121-150")):
+        ph = generate(seed)
+        yield ph.volume, [{"subtype": les["subtype"], "bbox_ras": les["bbox_ras"]} for les in ph.lesions]
+
+
 def labelled_volumes(spec: str):
     """'phantom:121-150' or 'ctich:DIR' → iterator of (CTVolume, bleed mask on its grid), for tuning
     steps that work on the input grid (the records above hold crops only)."""
