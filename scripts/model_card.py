@@ -10,7 +10,7 @@ from ICHLocalizationLib.models import Catalogue
 def main(reports):
     cat = Catalogue.load()
     lines = ["# Bundled models", "",
-             "All models are trained only on synthetic phantoms made by `ich-phantom` (seeds 1–120 for training with a",
+             "All models are trained only on synthetic phantoms made by `ich-phantom` (seeds 1–120, and 151–300 for the cascade's second round, for training with a",
              "15 % patient-level validation split; 121–150 for post-processing tuning; 9001–9010 evaluated on, never trained or tuned on). They are research",
              "tools, not medical devices. Weights are plain state dicts loaded with `weights_only=True` after a sha256 check.", ""]
     for e in cat.entries:
