@@ -4,6 +4,7 @@ import pytest
 
 from conftest import oblique_volume
 from ICHLocalizationLib.phantom import generate
+from ICHLocalizationLib.volume import CTVolume
 from ICHLocalizationLib import preprocessing
 from ICHLocalizationLib.preprocessing import (CHANNEL_CONFIGS, PreparedScan, cascade_grid, channels_torch,
                                               estimate_alignment, head_crop, head_mask, neighbour_offset,
@@ -61,6 +62,14 @@ def test_thin_slices_reach_the_cascade_as_5mm_slabs(monkeypatch):
     monkeypatch.setattr(preprocessing, "slab_average", lambda hu, *_: hu)
     samples = np.abs(cascade_grid(thin, align)[0] - reference)[brain].mean()
     assert slabs < 0.8 * samples, (slabs, samples)
+    # slices stacked along another axis than S-I are not averaged along it
+
+    def must_not_run(*_):
+        raise AssertionError("slab average of a non-axial series")
+
+    monkeypatch.setattr(preprocessing, "slab_average", must_not_run)
+    sagittal = CTVolume(thin.hu, thin.ijk_to_ras[:, [2, 1, 0, 3]])
+    assert cascade_grid(sagittal, align)[0].shape == reference.shape
 
 
 @pytest.mark.parametrize("yaw,roll", [(10.0, 0.0), (-8.0, 6.0), (14.0, -5.0)])

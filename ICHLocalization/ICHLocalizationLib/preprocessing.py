@@ -368,11 +368,12 @@ def half_crop(hu256) -> np.ndarray:
 def cascade_grid(volume: CTVolume, alignment: Alignment, array=None, linear=True):
     """The aligned 5 mm cascade grid: (HU or labels (k, j, i), its IJK→RAS matrix).
 
-    HU of thinner input slices are first averaged over 5 mm slabs (`slab_average`), so that a 5 mm
-    slice of the grid is what a 5 mm reconstruction would show, not one thin slice every 5 mm."""
+    HU of thinner axial input slices are first averaged over 5 mm slabs (`slab_average`), so that a
+    5 mm slice of the grid is what a 5 mm reconstruction would show, not one thin slice every 5 mm
+    (a series stacked along another axis is resampled as it is)."""
     m, shape = aligned_grid(alignment, CASCADE_SPACING, CASCADE_SIZE)
     default = -1000.0 if array is None else 0
-    if array is None:
+    if array is None and abs(volume.direction_ras[2, 2]) > 0.7:  # slices stacked along S-I
         array = slab_average(volume.hu, float(volume.spacing[2]), CASCADE_SPACING[2])
     out = resample(volume, m, shape, array=array, linear=linear, default=default,
                    rotation_ras=alignment.rotation, center_ras=alignment.center)
