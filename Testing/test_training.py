@@ -253,7 +253,7 @@ def test_cascade_fusion_tuning(records, tmp_path):
     scans = []
     for seed in (501, 502):
         ph = generate(seed, subtypes=["IPH", "SDH"] if seed % 2 else ["IVH"], size=192, slices=16)
-        scans.append((ph.volume, [{"subtype": les["subtype"], "bbox_ras": les["bbox_ras"]} for les in ph.lesions]))
+        scans.append((ph.volume, ph.lesions))
     assert {t["subtype"] for _, truth in scans for t in truth} == {"IPH", "SDH", "IVH"}
     best, table = tune_cascade(casc, scans)
     assert len(table) == len(STAGE1_THRESHOLDS) * len(FUSION_KERNELS) * len(FUSION_THRESHOLDS)

@@ -35,7 +35,7 @@ def tune_cascade(entry: ModelEntry, scans, rounds: int = 2):
     by grid search, then the run gap and a threshold per plane and subtype by coordinate ascent
     (`rounds` passes) — each maximizing the F1 of boxes matched at IoU ≥ 0.4. The networks run once
     per scan (the subtype nets on every slice; the stage-1 gate is applied afterwards). scans:
-    [(CTVolume, truth [{"subtype", "bbox_ras"}])]. Returns (best, table of the grid search)."""
+    [(CTVolume, truth lesions with "subtype" and "bbox_ras")]. Returns (best, table of the grid search)."""
     method = ThreePlaneCascade(entry, load_state(entry), "cpu")
     raw = []
     for volume, truth in scans:
@@ -48,8 +48,7 @@ def tune_cascade(entry: ModelEntry, scans, rounds: int = 2):
     def score(fused_scans, thresholds, gap=0):
         tp = fp = fn = right = 0
         for ((grid, m, align), _, truth), fused in zip(raw, fused_scans):
-            pred = [{"subtype": b.subtype, "bbox_ras": dict(zip(("min", "max"), b.bbox_ras))}
-                    for b in method.boxes(fused, grid, m, align, thresholds, gap)]
+            pred = [b.to_json() for b in method.boxes(fused, grid, m, align, thresholds, gap)]
             matches, fps, fns = match_boxes(pred, truth, 0.4)
             tp, fp, fn = tp + len(matches), fp + len(fps), fn + len(fns)
             right += sum(pred[a]["subtype"] == truth[b]["subtype"] for a, b, _ in matches)

@@ -26,20 +26,25 @@ def load_dataset_records(spec: str, cache="cache", workers=2):
     raise ValueError(f"unknown dataset {kind!r} in --data {spec!r}; known: phantom:SEEDS, ctich:DIR, rsna:DICOM_DIR,LABELS_CSV")
 
 
-def labelled_boxes(spec: str):
-    """'phantom:121-150' → iterator of (CTVolume, its lesions [{"subtype", "bbox_ras"}]): what the
-    cascade's 3D boxes are matched to (paper 000's protocol, as in ich-evaluate)."""
-    kind, _, arg = spec.partition(":")
-    if kind.strip().lower() != "phantom":
-        raise ValueError(f"--data {spec!r}: 3D lesion boxes with a subtype each come from phantom:SEEDS")
+def _validation_phantoms(seeds: str):
+    """The phantoms of a seed list (default 121-150), drawn one at a time; reserved seeds refused."""
     from ICHLocalizationLib.phantom import generate
 
     from ..cli import parse_seeds
     from .phantom import refuse_reserved
 
-    for seed in refuse_reserved(parse_seeds(arg or "121-150")):
-        ph = generate(seed)
-        yield ph.volume, [{"subtype": les["subtype"], "bbox_ras": les["bbox_ras"]} for les in ph.lesions]
+    for seed in refuse_reserved(parse_seeds(seeds or "121-150")):
+        yield generate(seed)
+
+
+def labelled_boxes(spec: str):
+    """'phantom:121-150' → iterator of (CTVolume, its truth lesions, each with "subtype" and
+    "bbox_ras"): what the cascade's 3D boxes are matched to (paper 000's protocol, as in ich-evaluate)."""
+    kind, _, arg = spec.partition(":")
+    if kind.strip().lower() != "phantom":
+        raise ValueError(f"--data {spec!r}: 3D lesion boxes with a subtype each come from phantom:SEEDS")
+    for ph in _validation_phantoms(arg):
+        yield ph.volume, ph.lesions
 
 
 def labelled_volumes(spec: str):
@@ -48,13 +53,7 @@ def labelled_volumes(spec: str):
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
     if kind == "phantom":
-        from ICHLocalizationLib.phantom import generate
-
-        from ..cli import parse_seeds
-        from .phantom import refuse_reserved
-
-        for seed in refuse_reserved(parse_seeds(arg or "121-150")):
-            ph = generate(seed)
+        for ph in _validation_phantoms(arg):
             yield ph.volume, ph.mask > 0
     elif kind == "ctich":
         import SimpleITK as sitk
