@@ -32,6 +32,22 @@ def test_truth_matches_mask(small_phantom):
     assert all(b["width"] > 0 for b in t["boxes_2d"])
 
 
+def test_bleed_free_twin_differs_only_by_the_blood():
+    """The twin is the same head, pose, mass effect and noise with no blood: it differs from the
+    original by tens of HU inside the bleeds and at most by their blurred partial-volume rim outside."""
+    a = generate(42, size=128, slices=12)
+    b = generate(42, size=128, slices=12, bleeds=False)
+    assert b.lesions == [] and not b.mask.any() and b.midline_shift_mm == a.midline_shift_mm
+    diff = np.abs(a.volume.hu - b.volume.hu)
+    assert np.median(diff[a.mask > 0]) > 15
+    from scipy import ndimage
+
+    # edema (IPH, up to 5 mm), blur and sub-slice partial volume reach ~10 mm beyond the mask
+    from_bleed = ndimage.distance_transform_edt(a.mask == 0, sampling=a.volume.spacing[::-1])
+    rim = from_bleed <= 12.0
+    assert diff[~rim].max() == 0, "noise, anatomy and pose are the original's"
+
+
 def test_healthy_and_chosen_subtypes():
     assert generate(5, subtypes=[], size=128, slices=12).lesions == []
     ph = generate(6, subtypes=["EDH"], size=128)

@@ -203,6 +203,29 @@ print("rank", dist.get_rank(), "of", dist.get_world_size(), "done")
     assert (tmp_path / "ddp" / "mil-maxpool.checkpoint.pt").exists(), "rank 0 writes the checkpoint"
 
 
+def test_mil_reads_the_twin_only_where_its_original_bleeds(records, tmp_path):
+    """A bleed-free twin adds one negative per bleed slice (its other slices repeat the original's);
+    it shares the original's patient id, so no split puts the pair on both sides."""
+    from ICHLocalizationLib.phantom import generate
+    from ICHTrainingLib.datasets.phantom import load_records, scan_record, subtype_map
+    from ICHTrainingLib.train import _slice_items
+
+    original = records[1]  # seed 502: an IVH, with bleed-free slices above and below
+    ph = generate(502, bleeds=False, subtypes=["IVH"], size=192, slices=16)
+    twin = scan_record(ph.volume, subtype_map(ph.mask, ph.lesions), original["patient"])
+    twin["twin_of_bleed"] = original["slice_subtypes"].any(axis=1)
+    np.savez_compressed(tmp_path / "twin.npz", **twin)
+    twin = load_records([tmp_path / "twin.npz"])[0]
+    items, labels, _ = _slice_items([original, twin])
+    n_bleed = int(original["slice_subtypes"].any(axis=1).sum())
+    assert 0 < n_bleed < len(original["slice_subtypes"])
+    assert len(items) == len(original["slice_subtypes"]) + n_bleed
+    assert labels.sum() == n_bleed, "the twin's slices are negatives"
+    for seed in range(5):
+        train, val = split_by_patient(records + [twin], 0.25, seed=seed)
+        assert any(r is twin for r in train) == any(r is original for r in train)
+
+
 def test_detector_tuning_improves_on_a_bad_start(records, tmp_path):
     from ICHTrainingLib.tune_detector import detector_dice, tune, validation_maps
 

@@ -243,8 +243,13 @@ class PhantomGenerator:
         m[:3, 3] = center - np.array([-p, -p, t]) * (np.array([n, n, self.slices]) - 1) / 2.0
         return m
 
-    def generate(self) -> Phantom:
+    def generate(self, bleeds: bool = True) -> Phantom:
+        """Render the phantom. bleeds=False renders its bleed-free twin: the same head, pose, mass
+        effect and scanner noise with no blood (nor edema or fracture) — a matched control slice
+        for every bleed slice, so that a slice-label learner has only the blood to go by."""
         from .preprocessing import rotation_matrix
+
+        lesions = self.lesions if bleeds else []
 
         m = self.grid()
         n, k_n = self.size, self.slices
@@ -259,7 +264,7 @@ class PhantomGenerator:
         nsub = 3 if self.thickness >= 2.0 else 1
         offsets = (np.arange(nsub) - (nsub - 1) / 2.0) / nsub
         hu_lo = np.full((k_n, n_lo, n_lo), self.hu["air"], np.float32)
-        frac_lo = np.zeros((len(self.lesions), k_n, n_lo, n_lo), np.float32)
+        frac_lo = np.zeros((len(lesions), k_n, n_lo, n_lo), np.float32)
         # only the rows/columns the head can reach are drawn; the rest is air
         reach = float(np.max(self.head_r)) * 1.2 + 10
         ctr = np.linalg.solve(m_lo[:2, :2], self.offset[:2] - m_lo[:2, 3])  # (i, j) of the head centre
@@ -270,13 +275,13 @@ class PhantomGenerator:
         wy = m_lo[1, 1] * jj + m_lo[1, 3] - self.offset[1]
         for k in range(k_n):
             acc = np.zeros(ii.shape, np.float32)
-            facc = np.zeros((len(self.lesions),) + ii.shape, np.float32)
+            facc = np.zeros((len(lesions),) + ii.shape, np.float32)
             for off in offsets:
                 wz = np.float32(m[2, 2] * (k + off) + m[2, 3] - self.offset[2])
                 x = inv[0, 0] * wx + inv[0, 1] * wy + inv[0, 2] * wz
                 y = inv[1, 0] * wx + inv[1, 1] * wy + inv[1, 2] * wz
                 z = inv[2, 0] * wx + inv[2, 1] * wy + inv[2, 2] * wz
-                h, lf = self._render(_Field(x, y, z, p_lo))
+                h, lf = self._render(_Field(x, y, z, p_lo), lesions)
                 acc += h
                 facc += lf
             hu_lo[k, lo_j:hi_j, lo_i:hi_i] = acc / nsub
@@ -284,7 +289,7 @@ class PhantomGenerator:
         hu = _upsample(hu_lo, fct)
         hu = self._scanner(hu)
         mask = np.zeros(hu.shape, np.uint8)
-        for idx in range(len(self.lesions)):
+        for idx in range(len(lesions)):
             nz = np.argwhere(frac_lo[idx] > 0)
             if not len(nz):
                 continue
@@ -295,8 +300,8 @@ class PhantomGenerator:
             view = mask[k0:k1, j0 * fct:j1 * fct, i0 * fct:i1 * fct]
             view[up >= 0.5] = idx + 1
         volume = CTVolume(hu, m, name=f"phantom-{self.seed}")
-        lesions = self._truth_lesions(volume, mask)
-        return Phantom(volume, mask, lesions, self.seed, dict(self.pose), self.shift)
+        truth = self._truth_lesions(volume, mask, lesions)
+        return Phantom(volume, mask, truth, self.seed, dict(self.pose), self.shift)
 
     def _gyral(self, f):
         g = np.zeros_like(f.x)
@@ -305,14 +310,14 @@ class PhantomGenerator:
         kmag = np.linalg.norm(self.waves[0][0])
         return np.abs(g) / (kmag * 1.2)  # ≈ distance (mm) to the sulcal fundus surface
 
-    def _render(self, f: _Field):
+    def _render(self, f: _Field, lesions):
         """HU and lesion fractions of one sub-slice (before blur and noise)."""
         H = self.hu
         hu = np.full(f.x.shape, H["air"], np.float32)
         sd_head, _ = f.ellipsoid_sd((0, -4, -6), self.head_r * np.array([1, 1, 1.15]))
         head = f.soft(sd_head)
         if not head.any():
-            return hu, np.zeros((len(self.lesions),) + f.x.shape, np.float32)
+            return hu, np.zeros((len(lesions),) + f.x.shape, np.float32)
         # scalp with a fat layer
         hu = hu * (1 - head) + H["scalp"] * head
         sd_outer, _ = f.ellipsoid_sd((0, 0, 0), self.outer_r)
@@ -382,13 +387,13 @@ class PhantomGenerator:
                 cp = fs.ellipsoid((side * 17 * self.vent_scale ** 0.3, -26, 9), (2.5, 3.5, 2.5))
                 hu = hu * (1 - cp) + 0.7 * H["calcification"] * cp
         # bleeds
-        fracs = np.zeros((len(self.lesions),) + f.x.shape, np.float32)
+        fracs = np.zeros((len(lesions),) + f.x.shape, np.float32)
         ctx = {"intra": intra, "brain": brain, "sd_inner": sd_inner, "rho_inner": rho_inner, "sulcus": sulcus,
                "vent": vent, "cist": cist, "fs": fs, "depth": depth}
-        for les in self.lesions:
+        for les in lesions:
             if "fracture_normal" in les.params:
                 hu = self._fracture(f, les.params, hu, skull)
-        for idx, les in enumerate(self.lesions):
+        for idx, les in enumerate(lesions):
             lf, edema = getattr(self, "_render_" + les.subtype.lower())(f, les.params, ctx)
             if edema is not None:
                 hu = hu - 10.0 * edema * (1 - lf)
@@ -551,11 +556,11 @@ class PhantomGenerator:
         hu[:, rr > n / 2.0] = PADDING_HU
         return np.round(hu).astype(np.float32)
 
-    def _truth_lesions(self, volume, mask):
+    def _truth_lesions(self, volume, mask, lesions):
         out = []
         new_id = 0
         remap = np.zeros(256, np.uint8)
-        for idx, les in enumerate(self.lesions, start=1):
+        for idx, les in enumerate(lesions, start=1):
             m = mask == idx
             n = int(m.sum())
             if n * volume.voxel_ml < 0.05:
@@ -579,8 +584,8 @@ def _upsample(arr, fct):
     return ndimage.zoom(arr, (1, fct, fct), order=1, grid_mode=True, mode="nearest").astype(np.float32)
 
 
-def generate(seed: int, **kwargs) -> Phantom:
-    return PhantomGenerator(seed, **kwargs).generate()
+def generate(seed: int, bleeds: bool = True, **kwargs) -> Phantom:
+    return PhantomGenerator(seed, **kwargs).generate(bleeds)
 
 
 # --- exports -----------------------------------------------------------------------------------------

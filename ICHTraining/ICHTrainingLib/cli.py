@@ -29,11 +29,11 @@ def parse_seeds(text):
     return out
 
 
-def load_training_records(spec: str, cache: str, workers: int = 2):
+def load_training_records(spec: str, cache: str, workers: int = 2, twins: bool = False):
     """--data 'phantom:1-120' (more readers: see datasets/)."""
     from .datasets import load_dataset_records
 
-    return load_dataset_records(spec, cache, workers)
+    return load_dataset_records(spec, cache, workers, twins)
 
 
 def train_main(argv=None):
@@ -60,6 +60,9 @@ def train_main(argv=None):
     ap.add_argument("--context-mm", type=float, default=0.0, metavar="MM",
                     help="U-Net 2.5D: also read the slices MM above and below (0: one slice); "
                          "--init with a one-slice U-Net starts from it")
+    ap.add_argument("--bleed-free-twins", action="store_true",
+                    help="MIL on phantoms: also read each bleed slice's bleed-free twin (same head without the blood) "
+                         "as a negative, so that only the blood tells bleed slices apart")
     ap.add_argument("--register", action="store_true", help="add the trained model to the catalogue in --models")
     ap.add_argument("--models", help="catalogue folder for --register (default: the bundled one)")
     args = ap.parse_args(argv)
@@ -70,8 +73,10 @@ def train_main(argv=None):
                       folds=args.folds, data=[args.data], init=args.init, balance=args.balance, seed=args.seed,
                       batch_dice=args.batch_dice, context_mm=args.context_mm,
                       command="ich-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
+    if args.bleed_free_twins and args.method != "mil":
+        return _fail("ich-train", "--bleed-free-twins is for the MIL network (it learns from slice labels only)")
     try:
-        records = load_training_records(args.data, args.cache, args.workers)
+        records = load_training_records(args.data, args.cache, args.workers, args.bleed_free_twins)
         entry = run_training(records, cfg)
         if args.register:
             register(models_dir(args.models), entry, Path(args.out))

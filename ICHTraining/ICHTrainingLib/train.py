@@ -276,9 +276,17 @@ def slice_auc(labels, scores):
 
 
 # --- MIL -------------------------------------------------------------------------------------------
+def _mil_slices(record):
+    """The slice indices a MIL trainer reads of a record: all of them; of a bleed-free twin
+    (datasets/phantom.py) only those where its original bleeds — the others repeat the original's."""
+    if "twin_of_bleed" in record:
+        return np.flatnonzero(record["twin_of_bleed"])
+    return range(len(record["slice_subtypes"]))
+
+
 def _slice_items(train):
     """Every slice of the training scans with its 'any bleed' label and the BCE positive weight."""
-    items = [(r, k) for r in train for k in range(len(r["slice_subtypes"]))]
+    items = [(r, int(k)) for r in train for k in _mil_slices(r)]
     labels = np.array([bool(r["slice_subtypes"][k].any()) for r, k in items])
     pos_weight = torch.tensor(max(1.0, (~labels).sum() / max(1, labels.sum())))
     return items, labels, pos_weight
@@ -307,6 +315,30 @@ def _validation_slices(model, records, channels, logits):
     return ys, ps
 
 
+def mil_validation(model, records):
+    """Slice AUC and accuracy over the slices a MIL trainer reads, and `val_peak_in_bleed`: on how
+    many bleed slices the likelihood map peaks in the bleed (±1 pixel of the 128 crop) — whether the
+    network localizes what it classifies, which the slice AUC alone does not tell."""
+    device = next(model.parameters()).device
+    ys, ps, hits, bleeds = [], [], 0, 0
+    for r in records:
+        ks = np.asarray(list(_mil_slices(r)), int)
+        if not len(ks):
+            continue
+        x = channels_torch(torch.from_numpy(half_crop(r["crop_hu"][ks])), "mil-code").to(device)
+        prob, lmap = model.likelihood(x)
+        ps += prob.cpu().tolist()
+        ys += r["slice_subtypes"][ks].any(axis=1).tolist()
+        lab = torch.from_numpy(r["crop_labels"][ks].astype(np.float32))[:, None]
+        near = F.max_pool2d(F.max_pool2d(lab, 2), 3, stride=1, padding=1)[:, 0] > 0  # 128 grid, ±1 px
+        peak = lmap.flatten(1).argmax(dim=1).cpu()
+        bleed = near.flatten(1).any(dim=1)
+        hits += int(near.flatten(1)[torch.arange(len(ks)), peak][bleed].sum())
+        bleeds += int(bleed.sum())
+    acc = float(np.mean((np.array(ps) > 0.5) == np.array(ys))) if ys else math.nan
+    return {"val_auc": slice_auc(ys, ps), "val_acc": acc, "val_peak_in_bleed": hits / bleeds if bleeds else math.nan}
+
+
 def train_mil(records, cfg: TrainConfig, progress=None):
     """Slice labels only ('any ICH'), weighted BCE, the paper's augmentations, 128×128 input."""
     torch.manual_seed(cfg.seed)
@@ -319,12 +351,8 @@ def train_mil(records, cfg: TrainConfig, progress=None):
         logit, _ = m(x)
         return F.binary_cross_entropy_with_logits(logit, y, pos_weight=pos_weight.to(x.device))
 
-    def validate(m):
-        ys, ps = _validation_slices(m, val, "mil-code", lambda net, x: net(x)[0])
-        acc = float(np.mean((np.array(ps) > 0.5) == np.array(ys))) if ys else math.nan
-        return {"val_auc": slice_auc(ys, ps), "val_acc": acc}
-
-    history = fit(model, cfg, batches, loss_fn, validate, name=f"mil-{cfg.variant}", progress=progress)
+    history = fit(model, cfg, batches, loss_fn, lambda m: mil_validation(m, val), name=f"mil-{cfg.variant}",
+                  progress=progress)
     return model, history, val
 
 
@@ -547,10 +575,13 @@ def run_training(records, cfg: TrainConfig, progress=None):
         raise ValueError("no training scans: check --data")
     out = Path(cfg.out)
     t0 = time.time()
-    n_train = len(split_by_patient(records, cfg.val_fraction, cfg.seed, cfg.fold, cfg.folds)[0])
-    training = {"data": cfg.data, "scans": len(records), "train_scans": n_train, "command": cfg.command,
+    twins = sum("twin_of_bleed" in r for r in records)
+    n_train = sum("twin_of_bleed" not in r for r in split_by_patient(records, cfg.val_fraction, cfg.seed, cfg.fold, cfg.folds)[0])
+    training = {"data": cfg.data, "scans": len(records) - twins, "train_scans": n_train, "command": cfg.command,
                 "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
                 "device": str(choose_device(cfg.device))}
+    if twins:
+        training["bleed_free_twins"] = twins
     if cfg.init:
         training["init"] = {"file": str(cfg.init), "sha256": file_sha256(init_file(cfg))}
     if cfg.method == "unet":

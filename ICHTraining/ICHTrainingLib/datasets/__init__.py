@@ -5,15 +5,22 @@ from pathlib import Path
 import numpy as np
 
 
-def load_dataset_records(spec: str, cache="cache", workers=2):
-    """'phantom:1-120', 'ctich:DIR' (PhysioNet layout), 'rsna:DICOM_DIR,LABELS_CSV' → records."""
+def load_dataset_records(spec: str, cache="cache", workers=2, twins=False):
+    """'phantom:1-120', 'ctich:DIR' (PhysioNet layout), 'rsna:DICOM_DIR,LABELS_CSV' → records.
+    twins: with each phantom its bleed-free twin (same patient id, so a split keeps them together)."""
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
+    if twins and kind != "phantom":
+        raise ValueError(f"bleed-free twins exist for phantoms only, not for --data {spec!r}")
     if kind == "phantom":
         from ..cli import parse_seeds
         from .phantom import build_cache, load_records
 
-        return load_records(build_cache(parse_seeds(arg or "1-120"), Path(cache) / "phantom", workers=workers))
+        seeds, folder = parse_seeds(arg or "1-120"), Path(cache) / "phantom"
+        paths = build_cache(seeds, folder, workers=workers)
+        if twins:
+            paths += build_cache(seeds, folder, workers=workers, twins=True)
+        return load_records(paths)
     if kind == "ctich":
         from .ctich import records
 

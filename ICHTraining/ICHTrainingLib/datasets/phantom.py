@@ -3,6 +3,10 @@
 Per scan: the axial head crop (HU, float16) with a subtype label map, per-slice subtype labels,
 and the aligned cascade grid with its label map — made by the same preprocessing functions that
 the methods use at inference, so training and inference read identical inputs.
+
+A bleed-free twin (`phantom-<seed>-twin.npz`) is the same head rendered without its blood; its
+record also holds `twin_of_bleed`, the slices where the original bleeds — the slices of the twin
+that differ from the original (see `PhantomGenerator.generate`).
 """
 from pathlib import Path
 from typing import Iterable, List
@@ -39,14 +43,17 @@ def scan_record(volume, labels: np.ndarray, patient: str):
 
 
 def _build_one(args):
-    seed, path = args
+    seed, path, original = args
     if Path(path).exists():
         return path
     import torch
 
     torch.set_num_threads(1)  # one scan per process
-    ph = generate(seed)
+    ph = generate(seed, bleeds=original is None)
     rec = scan_record(ph.volume, subtype_map(ph.mask, ph.lesions), f"phantom-{seed}")
+    if original is not None:
+        with np.load(original) as z:
+            rec["twin_of_bleed"] = z["slice_subtypes"].any(axis=1)
     tmp = Path(str(path) + ".tmp.npz")
     np.savez_compressed(tmp, **rec)
     tmp.rename(path)
@@ -62,12 +69,17 @@ def refuse_reserved(seeds: Iterable[int]) -> List[int]:
     return seeds
 
 
-def build_cache(seeds: Iterable[int], cache_dir, workers: int = 2, progress=True) -> List[Path]:
-    """Generate and preprocess phantoms (skipping those already cached); refuses reserved seeds."""
+def build_cache(seeds: Iterable[int], cache_dir, workers: int = 2, progress=True, twins=False) -> List[Path]:
+    """Generate and preprocess phantoms (skipping those already cached); refuses reserved seeds.
+    twins: the bleed-free twins of those phantoms instead (their originals are cached first)."""
     seeds = refuse_reserved(seeds)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(s, cache_dir / f"phantom-{s}.npz") for s in seeds]
+    if twins:
+        originals = build_cache(seeds, cache_dir, workers, progress)
+        jobs = [(s, cache_dir / f"phantom-{s}-twin.npz", o) for s, o in zip(seeds, originals)]
+    else:
+        jobs = [(s, cache_dir / f"phantom-{s}.npz", None) for s in seeds]
     if workers > 1:
         from multiprocessing import get_context
 
