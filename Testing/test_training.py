@@ -203,19 +203,26 @@ print("rank", dist.get_rank(), "of", dist.get_world_size(), "done")
     assert (tmp_path / "ddp" / "mil-maxpool.checkpoint.pt").exists(), "rank 0 writes the checkpoint"
 
 
-def test_mil_reads_the_twin_only_where_its_original_bleeds(records, tmp_path):
-    """A bleed-free twin adds one negative per bleed slice (its other slices repeat the original's);
-    it shares the original's patient id, so no split puts the pair on both sides."""
+@pytest.fixture(scope="module")
+def twin(records, tmp_path_factory):
+    """The bleed-free twin of records[1] (seed 502: an IVH, with bleed-free slices above and below)."""
     from ICHLocalizationLib.phantom import generate
     from ICHTrainingLib.datasets.phantom import load_records, scan_record, subtype_map
+
+    ph = generate(502, bleeds=False, subtypes=["IVH"], size=192, slices=16)
+    rec = scan_record(ph.volume, subtype_map(ph.mask, ph.lesions), records[1]["patient"])
+    rec["twin_of_bleed"] = records[1]["slice_subtypes"].any(axis=1)
+    path = tmp_path_factory.mktemp("twin") / "twin.npz"
+    np.savez_compressed(path, **rec)
+    return load_records([path])[0]
+
+
+def test_mil_reads_the_twin_only_where_its_original_bleeds(records, twin):
+    """A bleed-free twin adds one negative per bleed slice (its other slices repeat the original's);
+    it shares the original's patient id, so no split puts the pair on both sides."""
     from ICHTrainingLib.train import _slice_items
 
-    original = records[1]  # seed 502: an IVH, with bleed-free slices above and below
-    ph = generate(502, bleeds=False, subtypes=["IVH"], size=192, slices=16)
-    twin = scan_record(ph.volume, subtype_map(ph.mask, ph.lesions), original["patient"])
-    twin["twin_of_bleed"] = original["slice_subtypes"].any(axis=1)
-    np.savez_compressed(tmp_path / "twin.npz", **twin)
-    twin = load_records([tmp_path / "twin.npz"])[0]
+    original = records[1]
     items, labels, _ = _slice_items([original, twin])
     n_bleed = int(original["slice_subtypes"].any(axis=1).sum())
     assert 0 < n_bleed < len(original["slice_subtypes"])
@@ -224,6 +231,22 @@ def test_mil_reads_the_twin_only_where_its_original_bleeds(records, tmp_path):
     for seed in range(5):
         train, val = split_by_patient(records + [twin], 0.25, seed=seed)
         assert any(r is twin for r in train) == any(r is original for r in train)
+
+
+def test_paired_batches_show_a_bleed_slice_and_its_twin_augmented_alike(records, twin):
+    """Within a pair only the blood differs (one affine, one intensity change for both); a bleed-free
+    slice of another head differs everywhere."""
+    from ICHTrainingLib.augment import slice_augmentation
+    from ICHTrainingLib.train import _paired_slice_batches
+
+    batches, pos_weight = _paired_slice_batches([records[1], twin, records[2]], slice_augmentation(False, seed=3),
+                                                "mil-code", 8)
+    x, y = next(batches(0, np.random.default_rng(0)))
+    assert y.tolist() == [1, 1, 0, 0, 0, 0, 0, 0] and float(pos_weight) == 3.0
+    brain = x[:, 1]  # brain window, 0–1
+    within_pair = (brain[0] - brain[2]).abs().gt(0.1).float().mean()
+    other_head = (brain[0] - brain[4]).abs().gt(0.1).float().mean()
+    assert 0 < within_pair < 0.05 and other_head > 4 * within_pair
 
 
 def test_detector_tuning_improves_on_a_bad_start(records, tmp_path):
