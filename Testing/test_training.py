@@ -234,19 +234,19 @@ def test_mil_reads_the_twin_only_where_its_original_bleeds(records, twin):
 
 
 def test_paired_batches_show_a_bleed_slice_and_its_twin_augmented_alike(records, twin):
-    """Within a pair only the blood differs (one affine, one intensity change for both); a bleed-free
-    slice of another head differs everywhere."""
+    """Batches hold pairs only; within a pair only the blood differs (one affine, one intensity change
+    for both), while two bleed slices of the same head differ widely once augmented apart."""
     from ICHTrainingLib.augment import slice_augmentation
     from ICHTrainingLib.train import _paired_slice_batches
 
     batches, pos_weight = _paired_slice_batches([records[1], twin, records[2]], slice_augmentation(False, seed=3),
-                                                "mil-code", 8)
+                                                "mil-code", 4)
     x, y = next(batches(0, np.random.default_rng(0)))
-    assert y.tolist() == [1, 1, 0, 0, 0, 0, 0, 0] and float(pos_weight) == 3.0
+    assert y.tolist() == [1, 1, 0, 0] and float(pos_weight) == 1.0
     brain = x[:, 1]  # brain window, 0–1
     within_pair = (brain[0] - brain[2]).abs().gt(0.1).float().mean()
-    other_head = (brain[0] - brain[4]).abs().gt(0.1).float().mean()
-    assert 0 < within_pair < 0.05 and other_head > 4 * within_pair
+    apart = (brain[0] - brain[1]).abs().gt(0.1).float().mean()
+    assert 0 < within_pair < 0.05 and apart > 4 * within_pair
 
 
 def test_detector_tuning_improves_on_a_bad_start(records, tmp_path):

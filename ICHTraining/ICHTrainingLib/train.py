@@ -305,32 +305,26 @@ def _slice_batches(items, labels, aug, channels, batch_size):
 
 
 def _paired_slice_batches(train, aug, channels, batch_size):
-    """Batches of matched pairs — a bleed slice and the same slice of its bleed-free twin, augmented
-    together (one affine, one intensity change), so that they differ by the blood alone — filled up
-    with bleed-free slices of any height to half the batch: (batches, pos_weight). Every bleed slice
-    comes once per epoch."""
+    """Batches of matched pairs only: a bleed slice and the same slice of its bleed-free twin,
+    augmented together (one affine, one intensity change), so that the blood is all that tells the
+    two apart — bleed-free slices of other heights would bring back the slice-height and head-outline
+    cues (a model trained with them peaked in the air beside the head). Every bleed slice comes once
+    per epoch; half of each batch is positive, so the BCE needs no positive weight."""
     twins = {r["patient"]: r for r in train if "twin_of_bleed" in r}
-    originals = [r for r in train if "twin_of_bleed" not in r]
-    pairs = [(r, twins[r["patient"]], int(k)) for r in originals if r["patient"] in twins
+    pairs = [(r, twins[r["patient"]], int(k)) for r in train if "twin_of_bleed" not in r and r["patient"] in twins
              for k in np.flatnonzero(r["slice_subtypes"].any(axis=1))]
-    negatives = [(r, int(k)) for r in originals for k in np.flatnonzero(~r["slice_subtypes"].any(axis=1))]
-    n_pairs = max(1, batch_size // 4)
-    n_neg = max(0, batch_size - 2 * n_pairs)
-    y = torch.tensor([1.0] * n_pairs + [0.0] * (n_pairs + n_neg))
+    n_pairs = max(1, batch_size // 2)
+    y = torch.tensor([1.0] * n_pairs + [0.0] * n_pairs)
 
     def batches(epoch, rng):
-        order, neg_order = rng.permutation(len(pairs)), rng.permutation(len(negatives))
-        for b, s in enumerate(range(0, len(order) - n_pairs + 1, n_pairs)):
+        order = rng.permutation(len(pairs))
+        for s in range(0, len(order) - n_pairs + 1, n_pairs):
             chosen = [pairs[i] for i in order[s:s + n_pairs]]
             hu = half_crop(np.stack([x for r, t, k in chosen for x in (r["crop_hu"][k], t["crop_hu"][k])]))
             together, _ = _augment_batch(aug, list(hu.reshape(len(chosen), 2, *hu.shape[-2:])))
-            neg_idx = neg_order[(b * n_neg + np.arange(n_neg)) % len(negatives)]
-            alone, _ = _augment_batch(aug, half_crop(np.stack([negatives[i][0]["crop_hu"][negatives[i][1]]
-                                                               for i in neg_idx])))
-            xs = [p[0] for p in together] + [p[1] for p in together] + alone
-            yield channels_torch(_stack_hu(xs), channels), y
+            yield channels_torch(_stack_hu([p[0] for p in together] + [p[1] for p in together]), channels), y
 
-    return batches, torch.tensor(float(n_pairs + n_neg) / n_pairs)
+    return batches, torch.tensor(1.0)
 
 
 def _validation_slices(model, records, channels, logits):
