@@ -19,7 +19,8 @@ def main(reports):
             size = (cat.directory / spec["file"]).stat().st_size / 1e6
             lines.append(f"- file `{spec['file']}` ({size:.1f} MB), sha256 `{spec['sha256']}`")
         t = e.training
-        lines.append(f"- data: {', '.join(t.get('data', []))} ({t.get('scans')} scans, {t.get('train_scans')} for training)")
+        twins = f", and the bleed-free twins of those {t['bleed_free_twins']}" if t.get("bleed_free_twins") else ""
+        lines.append(f"- data: {', '.join(t.get('data', []))} ({t.get('scans')} scans, {t.get('train_scans')} for training{twins})")
         lines.append(f"- command: `{t.get('command')}` ({t.get('epochs')} epochs, {t.get('seconds')} s on {t.get('device')})")
         if t.get("init"):
             lines.append(f"- fine-tuned from `{t['init']['file']}` (sha256 `{t['init']['sha256']}`; "

@@ -12,10 +12,15 @@ TUNE_DATA=${TUNE_DATA:-phantom:121-135}
 TUNE_ITER=${TUNE_ITER:-40}
 mkdir -p runs
 # seeds 151-300 only feed the cascade's second round (the U-Net and MIL models train on 1-120)
-"$BIN/python" -c "from ICHTrainingLib.datasets.phantom import build_cache; build_cache(range(1, 301), 'cache/phantom', workers=2)" \
+# (and the bleed-free twins of 1-120, which the MIL max-pool model trains on)
+"$BIN/python" -c "from ICHTrainingLib.datasets.phantom import build_cache; build_cache(range(1, 301), 'cache/phantom', workers=2); build_cache(range(1, 121), 'cache/phantom', workers=2, twins=True)" \
   > runs/cache.log 2>&1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-( "$BIN/ich-train" mil --variant maxpool --data "$DATA" --epochs 12 --out runs/mil12 --register --workers 1 > runs/mil12.log 2>&1 &&
+# MIL max-pool: batches of bleed slices paired with their bleed-free twins (12 epochs, then 15 more)
+( "$BIN/ich-train" mil --variant maxpool --data "$DATA" --bleed-free-twins --epochs 12 --out runs/mil-pairs12 \
+    --workers 1 > runs/mil-pairs12.log 2>&1 &&
+  "$BIN/ich-train" mil --variant maxpool --data "$DATA" --bleed-free-twins --init runs/mil-pairs12/mil-maxpool.pt \
+    --epochs 15 --out runs/mil-pairs27 --register --workers 1 > runs/mil-pairs27.log 2>&1 &&
   "$BIN/ich-train" mil --variant attention --data "$DATA" --epochs 4 --out runs/mil-attention --register --workers 1 > runs/mil-attention.log 2>&1 &&
   "$BIN/ich-tune" --data "$TUNE_DATA" --iter "$TUNE_ITER" --save > runs/tune-maxpool.log 2>&1 &&
   "$BIN/ich-tune" --data "$TUNE_DATA" --iter "$TUNE_ITER" --model mil-attention-phantom --save > runs/tune-attention.log 2>&1 ) &
