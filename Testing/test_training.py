@@ -217,17 +217,19 @@ def twin(records, tmp_path_factory):
     return load_records([path])[0]
 
 
-def test_mil_reads_the_twin_only_where_its_original_bleeds(records, twin):
-    """A bleed-free twin adds one negative per bleed slice (its other slices repeat the original's);
-    it shares the original's patient id, so no split puts the pair on both sides."""
-    from ICHTrainingLib.train import _slice_items
+def test_mil_pairs_every_bleed_slice_with_its_twin_once(records, twin):
+    """Training: one pair per bleed slice and epoch; validation reads the twin only where its original
+    bleeds (its other slices repeat the original's). The twin shares the original's patient id, so no
+    split puts the pair on both sides."""
+    from ICHTrainingLib.augment import slice_augmentation
+    from ICHTrainingLib.train import _mil_slices, _paired_slice_batches
 
     original = records[1]
-    items, labels, _ = _slice_items([original, twin])
-    n_bleed = int(original["slice_subtypes"].any(axis=1).sum())
-    assert 0 < n_bleed < len(original["slice_subtypes"])
-    assert len(items) == len(original["slice_subtypes"]) + n_bleed
-    assert labels.sum() == n_bleed, "the twin's slices are negatives"
+    bleed = np.flatnonzero(original["slice_subtypes"].any(axis=1))
+    assert 0 < len(bleed) < len(original["slice_subtypes"])
+    assert list(_mil_slices(twin)) == list(bleed) and not twin["slice_subtypes"].any()
+    batches, _ = _paired_slice_batches([original, twin], slice_augmentation(False, seed=0), "mil-code", 2)
+    assert len(list(batches(0, np.random.default_rng(0)))) == len(bleed)
     for seed in range(5):
         train, val = split_by_patient(records + [twin], 0.25, seed=seed)
         assert any(r is twin for r in train) == any(r is original for r in train)

@@ -61,8 +61,8 @@ def train_main(argv=None):
                     help="U-Net 2.5D: also read the slices MM above and below (0: one slice); "
                          "--init with a one-slice U-Net starts from it")
     ap.add_argument("--bleed-free-twins", action="store_true",
-                    help="MIL on phantoms: also read each bleed slice's bleed-free twin (same head without the blood) "
-                         "as a negative, so that only the blood tells bleed slices apart")
+                    help="MIL on phantoms: train on pairs, each bleed slice with the same slice of its bleed-free "
+                         "twin (the same head rendered without the blood), so that only the blood tells them apart")
     ap.add_argument("--register", action="store_true", help="add the trained model to the catalogue in --models")
     ap.add_argument("--models", help="catalogue folder for --register (default: the bundled one)")
     args = ap.parse_args(argv)

@@ -277,7 +277,7 @@ def slice_auc(labels, scores):
 
 # --- MIL -------------------------------------------------------------------------------------------
 def _mil_slices(record):
-    """The slice indices a MIL trainer reads of a record: all of them; of a bleed-free twin
+    """The slices of a record that MIL validation reads: all of them; of a bleed-free twin
     (datasets/phantom.py) only those where its original bleeds — the others repeat the original's."""
     if "twin_of_bleed" in record:
         return np.flatnonzero(record["twin_of_bleed"])
@@ -286,7 +286,7 @@ def _mil_slices(record):
 
 def _slice_items(train):
     """Every slice of the training scans with its 'any bleed' label and the BCE positive weight."""
-    items = [(r, int(k)) for r in train for k in _mil_slices(r)]
+    items = [(r, k) for r in train for k in range(len(r["slice_subtypes"]))]
     labels = np.array([bool(r["slice_subtypes"][k].any()) for r, k in items])
     pos_weight = torch.tensor(max(1.0, (~labels).sum() / max(1, labels.sum())))
     return items, labels, pos_weight
@@ -604,7 +604,8 @@ def run_training(records, cfg: TrainConfig, progress=None):
     out = Path(cfg.out)
     t0 = time.time()
     twins = sum("twin_of_bleed" in r for r in records)
-    n_train = sum("twin_of_bleed" not in r for r in split_by_patient(records, cfg.val_fraction, cfg.seed, cfg.fold, cfg.folds)[0])
+    train_part = split_by_patient(records, cfg.val_fraction, cfg.seed, cfg.fold, cfg.folds)[0]
+    n_train = sum("twin_of_bleed" not in r for r in train_part)
     training = {"data": cfg.data, "scans": len(records) - twins, "train_scans": n_train, "command": cfg.command,
                 "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
                 "device": str(choose_device(cfg.device))}
