@@ -80,15 +80,16 @@ def build_cache(seeds: Iterable[int], cache_dir, workers: int = 2, progress=True
         jobs = [(s, cache_dir / f"phantom-{s}-twin.npz", o) for s, o in zip(seeds, originals)]
     else:
         jobs = [(s, cache_dir / f"phantom-{s}.npz", None) for s in seeds]
-    if workers > 1:
+    todo = [j for j in jobs if not j[1].exists()]  # no worker pool when everything is cached
+    if workers > 1 and len(todo) > 1:
         from multiprocessing import get_context
 
         with get_context("spawn").Pool(workers) as pool:
-            it = pool.imap(_build_one, jobs)
-            paths = list(_progress(it, len(jobs), progress))
+            list(_progress(pool.imap(_build_one, todo), len(todo), progress))
     else:
-        paths = [_build_one(j) for j in _progress(jobs, len(jobs), progress)]
-    return [Path(p) for p in paths]
+        for j in _progress(todo, len(todo), progress and bool(todo)):
+            _build_one(j)
+    return [j[1] for j in jobs]
 
 
 def _progress(it, total, enabled):
