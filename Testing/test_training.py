@@ -79,6 +79,22 @@ def test_train_command_passes_seed_and_batch_dice_to_the_run_and_its_card(record
     assert val_patients[0] != val_patients[1]
 
 
+@pytest.mark.parametrize("constant", [False, True])
+def test_step_decay_or_a_constant_learning_rate(tmp_path, constant):
+    """By default the rate drops ×0.1 after 2/3 of the epochs; `--constant-lr` keeps it."""
+    import torch
+
+    from ICHTrainingLib.train import fit
+
+    model = torch.nn.Linear(2, 1)
+    cfg = TrainConfig(method="mil", out=str(tmp_path), epochs=3, lr=1e-3, constant_lr=constant)
+    batches = lambda epoch, rng: iter([(torch.ones(4, 2), torch.ones(4, 1))])  # noqa: E731
+    fit(model, cfg, batches, lambda m, x, y: ((m(x) - y) ** 2).mean(), lambda m: {}, name="toy")
+    state = torch.load(tmp_path / "toy.checkpoint.pt", weights_only=True)
+    lr = state["optimizer"]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(1e-3 if constant else 1e-4)
+
+
 def test_fine_tuning_starts_from_the_given_weights(records, tmp_path):
     """--init: a run at learning rate 0 hands back exactly the weights it started from (batch-norm
     statistics aside), and its card names them by sha256; a file of another method is refused."""

@@ -46,6 +46,8 @@ def train_main(argv=None):
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--constant-lr", action="store_true",
+                    help="keep --lr for every epoch (default: ×0.1 after 2/3 and 5/6 of the epochs)")
     ap.add_argument("--folds", type=int, default=1, help="U-Net: patient-level K-fold cross-validation")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=2)
@@ -71,7 +73,7 @@ def train_main(argv=None):
     cfg = TrainConfig(method=args.method, out=args.out, variant=args.variant, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, device=args.device, max_batches=args.max_batches,
                       folds=args.folds, data=[args.data], init=args.init, balance=args.balance, seed=args.seed,
-                      batch_dice=args.batch_dice, context_mm=args.context_mm,
+                      batch_dice=args.batch_dice, context_mm=args.context_mm, constant_lr=args.constant_lr,
                       command="ich-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
     if args.bleed_free_twins and args.method != "mil":
         return _fail("ich-train", "--bleed-free-twins is for the MIL network (it learns from slice labels only)")

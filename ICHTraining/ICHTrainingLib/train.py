@@ -53,6 +53,7 @@ class TrainConfig:
     balance: str = "slice"  # U-Net bleed patches: "slice" (paper 003) or "subtype" (each subtype equally often)
     batch_dice: bool = False  # U-Net Dice loss over the whole batch per class (nnU-Net), not per patch
     context_mm: float = 0.0  # U-Net 2.5D: also read the slices this far above and below (0: one slice)
+    constant_lr: bool = False  # no step decay (a fine-tuning round that stops while the rate is still high)
 
 
 # --- splits and the training loop ------------------------------------------------------------------
@@ -129,9 +130,16 @@ def _dist():
     return int(os.environ.get("RANK", "0")), world
 
 
+def lr_milestones(cfg: TrainConfig):
+    """Epochs after which the rate drops ×0.1: at 2/3 and 5/6 of the run, none with cfg.constant_lr."""
+    if cfg.constant_lr:
+        return []
+    return sorted({max(1, int(cfg.epochs * 2 / 3)), max(1, int(cfg.epochs * 5 / 6))})
+
+
 def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate: Callable, name="model",
         progress: Callable = None):
-    """Adam + step decay (×0.1 at 2/3 and 5/6 of the epochs, as the MIL authors' 20/25 of 30).
+    """Adam + step decay (×0.1 at 2/3 and 5/6 of the epochs, as the MIL authors' 20/25 of 30; see lr_milestones).
 
     batches(epoch, rng) yields (inputs, targets) on the CPU; validate(model) → dict of metrics.
     Resumes from out/<name>.checkpoint.pt. Returns the history.
@@ -147,8 +155,7 @@ def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate:
     if world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    milestones = sorted({max(1, int(cfg.epochs * 2 / 3)), max(1, int(cfg.epochs * 5 / 6))})
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=lr_milestones(cfg), gamma=0.1)
     ckpt = out / f"{name}.checkpoint.pt"
     history, start = [], 0
     if ckpt.exists():
