@@ -123,6 +123,24 @@ def test_fine_tuning_starts_from_the_given_weights(records, tmp_path):
         run_training(records, TrainConfig(method="unet", out=str(tmp_path / "d"), init=str(tmp_path / "missing.pt")))
 
 
+def test_augmentation_repeats_with_its_seed_windowed_exports_included():
+    """Two pipelines with one seed augment a slice sequence identically, including which slices are
+    clipped to the brain window, so a training command gives the same model when run again."""
+    from ICHTrainingLib.augment import slice_augmentation
+
+    img = np.linspace(-1000, 1500, 64 * 64, dtype=np.float32).reshape(1, 64, 64)
+
+    def run(seed):
+        aug = slice_augmentation(with_label=False, seed=seed, p_windowed=0.5)
+        return [np.asarray(aug({"image": img})["image"]) for _ in range(20)]
+
+    first, again, other = run(0), run(0), run(1)
+    windowed = [float(x.min()) >= 0.0 for x in first]
+    assert 0 < sum(windowed) < 20  # some slices clipped to the window, some not
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert windowed != [float(x.min()) >= 0.0 for x in other]
+
+
 def test_sagittal_slices_are_never_turned_upside_down():
     """The mirror flips the left-right axis; a sagittal slice has none, so its augmentation keeps the
     vertex at the top (a flip of its first axis would show the head upside down)."""

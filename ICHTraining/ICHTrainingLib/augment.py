@@ -8,24 +8,25 @@ CT-ICH JPGs) would give it, so that the networks also read windowed images.
 from typing import Optional
 
 import numpy as np
+from monai.transforms import MapTransform, RandomizableTransform
 
 
-class WindowedExport:
-    """Clip HU to a window (an 8-bit export keeps nothing outside it)."""
+class WindowedExport(RandomizableTransform, MapTransform):
+    """Clip HU to a window (an 8-bit export keeps nothing outside it). Randomizable, so that the
+    seed of the Compose around it decides which slices are clipped: a run can be repeated."""
 
     def __init__(self, prob=0.2, window=(0.0, 80.0), keys=("image",)):
-        self.prob, self.window, self.keys = prob, window, keys
-        self.rng = np.random.default_rng()
-
-    def set_random_state(self, seed):
-        self.rng = np.random.default_rng(seed)
-        return self
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, keys)
+        self.window = window
 
     def __call__(self, data):
-        if self.rng.random() < self.prob:
-            data = dict(data)
-            for k in self.keys:
-                data[k] = np.clip(data[k], *self.window)
+        self.randomize(None)
+        if not self._do_transform:
+            return data
+        data = dict(data)
+        for k in self.key_iterator(data):
+            data[k] = np.clip(data[k], *self.window)
         return data
 
 
