@@ -131,7 +131,8 @@ def _dist():
 
 
 def lr_milestones(cfg: TrainConfig):
-    """Epochs after which the rate drops ×0.1: at 2/3 and 5/6 of the run, none with cfg.constant_lr."""
+    """Epochs after which the rate drops ×0.1: at 2/3 and 5/6 of the run (the MIL authors' 20/25 of 30),
+    none with cfg.constant_lr."""
     if cfg.constant_lr:
         return []
     return sorted({max(1, int(cfg.epochs * 2 / 3)), max(1, int(cfg.epochs * 5 / 6))})
@@ -139,7 +140,7 @@ def lr_milestones(cfg: TrainConfig):
 
 def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate: Callable, name="model",
         progress: Callable = None):
-    """Adam + step decay (×0.1 at 2/3 and 5/6 of the epochs, as the MIL authors' 20/25 of 30; see lr_milestones).
+    """Adam with the step decay of lr_milestones.
 
     batches(epoch, rng) yields (inputs, targets) on the CPU; validate(model) → dict of metrics.
     Resumes from out/<name>.checkpoint.pt. Returns the history.
