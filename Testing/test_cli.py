@@ -112,6 +112,14 @@ def test_bad_options(untrained_models, phantom_dir, tmp_path, args, words):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and words in proc.stderr
 
 
+@pytest.mark.parametrize("command", ["ich-localize", "ich-phantom", "ich-train", "ich-tune", "ich-evaluate"])
+def test_every_command_prints_its_help(command):
+    """argparse formats each help string with %: a bare "95 % CI" once made `ich-evaluate --help` crash."""
+    proc = subprocess.run([str(BIN / command), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-500:]
+    assert proc.stdout.startswith(f"usage: {command}")
+
+
 def test_unwritable_output_and_broken_models(untrained_models, phantom_dir, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -183,7 +183,7 @@ def evaluate_main(argv=None):
     ap.add_argument("--models", help="catalogue folder")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", help="write report.md and report.json here")
-    ap.add_argument("--bootstrap", type=int, default=1000, help="patient bootstrap resamples for 95 % CIs")
+    ap.add_argument("--bootstrap", type=int, default=1000, help="patient bootstrap resamples for 95 %% CIs")
     args = ap.parse_args(argv)
     from .evaluate import evaluate_dataset
 

@@ -5,6 +5,12 @@ configuration) in batches; the likelihood map (sigmoid of the max-pool logit map
 weights) is resized to the 256 crop grid where the detector runs with (h, T, d) from the catalogue
 (d in pixels of that grid, ~0.8 mm); points outside the head mask are dropped; the map is pasted
 back onto the input grid as the likelihood volume.
+
+With `mirror` (a departure: test-time augmentation, not in paper 001) each slice is read a second
+time mirrored left-right, and the two slice probabilities and the two maps (mirrored back) are
+averaged. The max-pool map's false peaks on cortex do not survive the mirror while a bleed's peak
+does: tuned on one half of validation phantoms 121–150 and scored on the other, detector Dice went
+from 0.57 to 0.81 (two-fold mean) for twice the network time.
 """
 import numpy as np
 
@@ -29,10 +35,15 @@ class WeaklySupervisedDetector(Method):
     def likelihood_maps(self, hu, progress=None):
         """Slice probabilities (n,) and likelihood maps on the 256 crop grid (n, 256, 256) from the
         network's input crop (HU); the detector and its tuning read these maps."""
+        import torch
         import torch.nn.functional as F
 
         def infer(x):
-            prob, lmap = self.net.likelihood(channels_torch(x, "mil-code"))
+            x = channels_torch(x, "mil-code")
+            prob, lmap = self.net.likelihood(x)
+            if self.params.get("mirror", False):
+                prob_m, lmap_m = self.net.likelihood(torch.flip(x, dims=[-1]))
+                prob, lmap = 0.5 * (prob + prob_m), 0.5 * (lmap + torch.flip(lmap_m, dims=[-1]))
             lmap = F.interpolate(lmap[:, None], size=(AXIAL_CROP_SIZE, AXIAL_CROP_SIZE), mode="bilinear",
                                  align_corners=False)[:, 0]
             return prob, lmap
