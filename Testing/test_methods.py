@@ -142,9 +142,10 @@ def test_unet_mirror_pass_makes_the_maps_left_right_equivariant(run, monkeypatch
         assert not torch.allclose(unet._segment(flip(x)), flip(unet._segment(x)), atol=1e-4)
 
 
-def test_mil_mirror_pass_makes_the_maps_left_right_equivariant(run, monkeypatch):
-    """With `mirror`, a mirrored head gives the mirrored likelihood maps and the same slice scores;
-    one pass alone does not (the network is not symmetric)."""
+@pytest.mark.parametrize("mirror, flip_axes", [(True, [(2,)]), ("lr+ap", [(2,), (1,), (1, 2)])])
+def test_mil_mirror_reads_make_the_maps_flip_equivariant(run, monkeypatch, mirror, flip_axes):
+    """With `mirror`, a flipped head gives the flipped likelihood maps and the same slice scores;
+    one read alone does not (the network is not symmetric)."""
     ph, pipe, _ = run
     mil = pipe.instances["mil"]
     from ICHLocalizationLib.preprocessing import PreparedScan
@@ -152,16 +153,27 @@ def test_mil_mirror_pass_makes_the_maps_left_right_equivariant(run, monkeypatch)
     hu = PreparedScan(ph.volume).crop_hu(128)
     k = int(np.argmax((ph.mask > 0).sum(axis=(1, 2))))
     x = np.ascontiguousarray(hu[k - 1:k + 2], dtype=np.float32)
-    mirrored = np.ascontiguousarray(x[:, :, ::-1])
-    monkeypatch.setitem(mil.params, "mirror", True)
-    p, m = mil.likelihood_maps(x)
-    p_m, m_m = mil.likelihood_maps(mirrored)
-    np.testing.assert_allclose(m_m, m[:, :, ::-1], atol=1e-5)
-    np.testing.assert_allclose(p_m, p, atol=1e-5)
-    monkeypatch.setitem(mil.params, "mirror", False)
-    _, m = mil.likelihood_maps(x)
-    _, m_m = mil.likelihood_maps(mirrored)
-    assert np.abs(m_m - m[:, :, ::-1]).max() > 1e-3
+    for axes in flip_axes:
+        flipped = np.ascontiguousarray(np.flip(x, axes))
+        monkeypatch.setitem(mil.params, "mirror", mirror)
+        p, m = mil.likelihood_maps(x)
+        p_f, m_f = mil.likelihood_maps(flipped)
+        np.testing.assert_allclose(m_f, np.flip(m, axes), atol=1e-5)
+        np.testing.assert_allclose(p_f, p, atol=1e-5)
+        monkeypatch.setitem(mil.params, "mirror", False)
+        _, m = mil.likelihood_maps(x)
+        _, m_f = mil.likelihood_maps(flipped)
+        assert np.abs(m_f - np.flip(m, axes)).max() > 1e-3
+
+
+def test_mil_refuses_an_unknown_mirror_setting():
+    from ICHLocalizationLib.methods.weakly_supervised import WeaklySupervisedDetector
+    from ICHLocalizationLib.models import load_state
+
+    entry = Catalogue.load().get("mil")
+    entry.params = {**entry.params, "mirror": "ap"}
+    with pytest.raises(ModelError, match="params.mirror"):
+        WeaklySupervisedDetector(entry, load_state(entry), "cpu")
 
 
 def _cascade_matches(run, iou):

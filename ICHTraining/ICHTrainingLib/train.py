@@ -630,6 +630,8 @@ def run_training(records, cfg: TrainConfig, progress=None):
         name, mid = f"mil-{cfg.variant}", f"mil-{cfg.variant}-phantom"
         inp = {"channels": "mil-code", "size": 128, "crop": "head", "variant": cfg.variant}
         params = {"detector": dict(DEFAULT_DETECTOR[cfg.variant])}
+        if cfg.variant == "maxpool":  # four flipped reads averaged; measured on the max-pool map only
+            params["mirror"] = "lr+ap"
     elif cfg.method == "unet":
         cv = cross_validate_unet(records, cfg, progress) if cfg.folds > 1 else None
         model, gate, history, _ = train_unet(records, replace(cfg, folds=1), progress)
