@@ -24,6 +24,21 @@ def test_threshold_distance_and_h_maxima():
     assert len(detect_peaks(shallow, h=0.05, T=0.5, d=1)[0]) == 0
 
 
+def test_smoothing_merges_the_lattice_maxima_of_one_bleed():
+    """A map upsampled bilinearly from a coarse grid (as the max-pool map is, ×8) peaks on the coarse
+    nodes: two near-equal nodes give two points; smoothed (sigma, px) they give one between them,
+    its value read off the smoothed map."""
+    from skimage.transform import resize
+
+    coarse = np.zeros((16, 16))
+    coarse[6:11, 6:11], coarse[7:10, 7:10], coarse[8, [7, 9]] = 0.4, 0.75, 0.8
+    m = resize(coarse, (128, 128), order=1)
+    rows, cols, _ = detect_peaks(m, h=0.0, T=0.5, d=3)
+    assert len(rows) == 2 and abs(cols[0] - cols[1]) == 15
+    rows, cols, vals = detect_peaks(m, h=0.0, T=0.5, d=3, sigma=6.0)
+    assert list(zip(rows, cols)) == [(67, 67)] and 0.5 < vals[0] < m[67, 67]
+
+
 def test_peaks_at_the_border_are_kept():
     m = blob((40, 40), (0, 20), 3, 0.9)
     rows, cols, _ = detect_peaks(m, h=0.0, T=0.5, d=10)

@@ -131,7 +131,7 @@ def update_entry(directory: Path, model_id: str, params: dict, metrics: dict):
 
 def tune_main(argv=None):
     ap = argparse.ArgumentParser(prog="ich-tune", description="Tune post-processing on validation scans: the MIL "
-                                 "detector's (h, T, d) by Bayesian optimization, the cascade's fusion, the U-Net's "
+                                 "detector's (h, T, d) and map smoothing by Bayesian optimization, the cascade's fusion, the U-Net's "
                                  "thresholds, morphology and minimum lesion size.")
     ap.add_argument("--method", choices=("mil", "cascade", "unet"), default="mil")
     ap.add_argument("--data", default="phantom:121-150", help="validation scans (never seeds 9001-9010)")
@@ -149,7 +149,7 @@ def tune_main(argv=None):
             from .tune_detector import tune
 
             best = tune(entry, load_training_records(args.data, args.cache), init_points=args.init, n_iter=args.iter)
-            update = {"detector": {k: best[k] for k in ("h", "T", "d")}}
+            update = {"detector": {k: best[k] for k in ("h", "T", "d", "sigma")}}
         elif args.method == "cascade":
             from tqdm import tqdm
 

@@ -1,4 +1,5 @@
-"""Bayesian optimization of the MIL detector's (h, T, d) on a validation split (paper 001).
+"""Bayesian optimization of the MIL detector's (h, T, d) on a validation split (paper 001), and of
+the map's smoothing sigma (ours, see detector.py; searched in [0, 6] px, 0 = off).
 
 The network's likelihood maps are computed once; each evaluation runs only the detector and
 paper 001's per-slice point-in-box protocol, maximizing Dice. Search bounds follow the authors'
@@ -14,8 +15,8 @@ from ICHLocalizationLib.preprocessing import half_crop
 
 from .evaluate import label_boxes_2d, point_in_box_counts
 
-BOUNDS = {"maxpool": {"h": (0.0, 1.0), "T": (0.0, 1.0), "d": (1.0, 60.0)},
-          "attention": {"h": (0.0, 0.06), "T": (0.0, 0.03), "d": (1.0, 60.0)}}
+BOUNDS = {"maxpool": {"h": (0.0, 1.0), "T": (0.0, 1.0), "d": (1.0, 60.0), "sigma": (0.0, 6.0)},
+          "attention": {"h": (0.0, 0.06), "T": (0.0, 0.03), "d": (1.0, 60.0), "sigma": (0.0, 6.0)}}
 
 
 def validation_maps(entry: ModelEntry, records, device="cpu"):
@@ -32,10 +33,10 @@ def validation_maps(entry: ModelEntry, records, device="cpu"):
     return out
 
 
-def detector_dice(slices, h, T, d):
+def detector_dice(slices, h, T, d, sigma=0.0):
     tp = fp = fn = 0
     for lmap, head, boxes in slices:
-        rows, cols, _ = detect_peaks(lmap, h, T, d, mask=head)
+        rows, cols, _ = detect_peaks(lmap, h, T, d, mask=head, sigma=sigma)
         a, b, c = point_in_box_counts(np.column_stack([rows, cols]), boxes)
         tp, fp, fn = tp + a, fp + b, fn + c
     return {"dice": 2 * tp / max(1, 2 * tp + fp + fn), "se": tp / max(1, tp + fn), "ppv": tp / max(1, tp + fp),
@@ -48,15 +49,17 @@ def tune(entry: ModelEntry, records, init_points=10, n_iter=150, seed=1):
     variant = entry.input.get("variant", "maxpool")
     slices = validation_maps(entry, records)
 
-    def objective(h, T, d):
-        return detector_dice(slices, h, T, int(round(d)))["dice"]
+    def objective(h, T, d, sigma):
+        return detector_dice(slices, h, T, int(round(d)), sigma)["dice"]
 
     opt = BayesianOptimization(f=objective, pbounds=BOUNDS[variant], random_state=seed, verbose=0)
     start = entry.params.get("detector")
     if start:
-        opt.probe({"h": float(start["h"]), "T": float(start["T"]), "d": float(start["d"])}, lazy=True)
+        opt.probe({"h": float(start["h"]), "T": float(start["T"]), "d": float(start["d"]),
+                   "sigma": float(start.get("sigma", 0.0))}, lazy=True)
     opt.maximize(init_points=init_points, n_iter=n_iter)
     best = opt.max["params"]
-    result = {"h": round(float(best["h"]), 5), "T": round(float(best["T"]), 5), "d": int(round(best["d"]))}
-    result.update(detector_dice(slices, result["h"], result["T"], result["d"]))
+    result = {"h": round(float(best["h"]), 5), "T": round(float(best["T"]), 5), "d": int(round(best["d"])),
+              "sigma": round(float(best["sigma"]), 2)}
+    result.update(detector_dice(slices, result["h"], result["T"], result["d"], result["sigma"]))
     return result

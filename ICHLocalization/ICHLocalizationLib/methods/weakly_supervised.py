@@ -2,8 +2,8 @@
 
 Every axial slice of the head crop is read at 128×128 (three channels from the "mil-code" window
 configuration) in batches; the likelihood map (sigmoid of the max-pool logit map, or the attention
-weights) is resized to the 256 crop grid where the detector runs with (h, T, d) from the catalogue
-(d in pixels of that grid, ~0.8 mm); points outside the head mask are dropped; the map is pasted
+weights) is resized to the 256 crop grid where the detector runs with (h, T, d) and its smoothing
+sigma from the catalogue (d and sigma in pixels of that grid, ~0.8 mm); points outside the head mask are dropped; the map is pasted
 back onto the input grid as the likelihood volume.
 
 With `mirror` (a departure: test-time augmentation, not in paper 001) each slice is also read
@@ -68,7 +68,8 @@ class WeaklySupervisedDetector(Method):
         head_crop = scan.crop.extract(scan.head.astype(np.float32), AXIAL_CROP_SIZE) > 0.5
         res = Results(input=vol.name, volume=vol)
         for k in range(len(maps)):
-            rows, cols, vals = detect_peaks(maps[k], det["h"], det["T"], det["d"], mask=head_crop[k])
+            rows, cols, vals = detect_peaks(maps[k], det["h"], det["T"], det["d"], mask=head_crop[k],
+                                            sigma=det.get("sigma", 0.0))
             if not len(rows):
                 continue
             jj, ii = scan.crop.crop_to_native(rows, cols, AXIAL_CROP_SIZE)
