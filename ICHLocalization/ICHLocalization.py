@@ -84,6 +84,7 @@ class ICHLocalizationParameterNode:
     detectorH: float = -1.0  # < 0: the model's tuned value
     detectorT: float = -1.0
     detectorD: int = -1
+    overridePostprocessing: bool = False  # False: the models' tuned values
     unetThreshold: float = 0.5
     fusionCenterWeight: float = 0.5
 
@@ -167,9 +168,11 @@ class ICHLocalizationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if not self.logic.ensureDependencies():
             return
-        params = {"unet": {"threshold": p.unetThreshold},
-                  "cascade": {"fusion": {"kernel": [(1 - p.fusionCenterWeight) / 2, p.fusionCenterWeight,
-                                                    (1 - p.fusionCenterWeight) / 2], "threshold": 0.5}}}
+        params = {}
+        if p.overridePostprocessing:
+            params = {"unet": {"threshold": p.unetThreshold},
+                      "cascade": {"fusion": {"kernel": [(1 - p.fusionCenterWeight) / 2, p.fusionCenterWeight,
+                                                        (1 - p.fusionCenterWeight) / 2], "threshold": 0.5}}}
         if p.detectorH >= 0 and p.detectorT >= 0 and p.detectorD > 0:
             params["mil"] = {"detector": {"h": p.detectorH, "T": p.detectorT, "d": p.detectorD}}
         modelIds = {m: c.currentData for m, c in (("cascade", self.ui.cascadeModelComboBox), ("mil", self.ui.milModelComboBox),

@@ -64,7 +64,7 @@ class WeaklySupervisedDetector(Method):
     def run(self, scan, progress=None):
         vol = scan.volume
         probs, maps = self.likelihood_maps(scan.crop_hu(int(self.entry.input.get("size", 128))), progress)
-        det = self.params["detector"]
+        det = {**self.entry.params.get("detector", {}), **self.params["detector"]}  # overrides key by key
         head_crop = scan.crop.extract(scan.head.astype(np.float32), AXIAL_CROP_SIZE) > 0.5
         res = Results(input=vol.name, volume=vol)
         for k in range(len(maps)):
