@@ -176,6 +176,17 @@ def test_mil_refuses_an_unknown_mirror_setting():
         WeaklySupervisedDetector(entry, load_state(entry), "cpu")
 
 
+def test_mil_detector_overrides_replace_only_the_keys_given():
+    """The Slicer widget overrides h, T and d; the tuned smoothing stays."""
+    from ICHLocalizationLib.methods.weakly_supervised import WeaklySupervisedDetector
+    from ICHLocalizationLib.models import load_state
+
+    entry = Catalogue.load().get("mil")
+    tuned = entry.params["detector"]
+    mil = WeaklySupervisedDetector(entry, load_state(entry), "cpu", {"detector": {"h": 0.1, "T": 0.5, "d": 3}})
+    assert mil.detector_params() == {"h": 0.1, "T": 0.5, "d": 3, "sigma": tuned["sigma"]} and tuned["sigma"] > 0
+
+
 def _cascade_matches(run, iou):
     from ICHTrainingLib.evaluate import match_boxes
 

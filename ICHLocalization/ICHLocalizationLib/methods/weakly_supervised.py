@@ -61,15 +61,19 @@ class WeaklySupervisedDetector(Method):
 
         return self.batched(infer, hu, batch=32, progress=progress, label="MIL")
 
+    def detector_params(self):
+        """(h, T, d, sigma) for the detector: the catalogue's, with a caller's overrides key by key."""
+        return {"sigma": 0.0, **self.entry.params.get("detector", {}), **self.params.get("detector", {})}
+
     def run(self, scan, progress=None):
         vol = scan.volume
         probs, maps = self.likelihood_maps(scan.crop_hu(int(self.entry.input.get("size", 128))), progress)
-        det = {**self.entry.params.get("detector", {}), **self.params["detector"]}  # overrides key by key
+        det = self.detector_params()
         head_crop = scan.crop.extract(scan.head.astype(np.float32), AXIAL_CROP_SIZE) > 0.5
         res = Results(input=vol.name, volume=vol)
         for k in range(len(maps)):
             rows, cols, vals = detect_peaks(maps[k], det["h"], det["T"], det["d"], mask=head_crop[k],
-                                            sigma=det.get("sigma", 0.0))
+                                            sigma=det["sigma"])
             if not len(rows):
                 continue
             jj, ii = scan.crop.crop_to_native(rows, cols, AXIAL_CROP_SIZE)
