@@ -3,15 +3,16 @@
 Every axial slice of the head crop is read at 128×128 (three channels from the "mil-code" window
 configuration) in batches; the likelihood map (sigmoid of the max-pool logit map, or the attention
 weights) is resized to the 256 crop grid where the detector runs with (h, T, d) and its smoothing
-sigma from the catalogue (d and sigma in pixels of that grid, ~0.8 mm); points outside the head mask are dropped; the map is pasted
-back onto the input grid as the likelihood volume.
+sigma from the catalogue (d and sigma in pixels of that grid, ~0.8 mm); points outside the head
+mask are dropped; the map is pasted back onto the input grid as the likelihood volume.
 
 With `mirror` (a departure: test-time augmentation, not in paper 001) each slice is also read
 flipped, and the slice probabilities and the maps (flipped back) are averaged: "lr" (or true) adds
-the left-right mirror, "lr+ap" also the anterior-posterior flip and both (four reads). The max-pool
-map's false peaks on cortex do not survive the flips while a bleed's peak does. Tuned on one half of
-validation phantoms 121–150 and scored on the other, detector Dice was 0.57 with one read, 0.81
-with "lr" and 0.84 with "lr+ap" (two-fold means).
+the left-right mirror, "lr+ap" also the anterior-posterior flip and both (four reads). A flipped
+read alone scores like the plain one, so the gain comes from averaging reads whose false peaks
+differ while a bleed's peak is common to all. Tuned on one half of validation phantoms 121–150 and
+scored on the other, detector Dice was 0.57 with one read, 0.81 with "lr" and 0.84 with "lr+ap"
+(two-fold means).
 """
 import numpy as np
 
