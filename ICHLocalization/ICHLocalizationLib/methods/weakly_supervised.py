@@ -48,10 +48,11 @@ class WeaklySupervisedDetector(Method):
         import torch
         import torch.nn.functional as F
 
+        flips = MIRROR_FLIPS[self.params.get("mirror", False)]
+
         def infer(x):
             x = channels_torch(x, "mil-code")
             prob, lmap = self.net.likelihood(x)
-            flips = MIRROR_FLIPS[self.params.get("mirror", False)]
             for dims in flips:
                 prob_m, lmap_m = self.net.likelihood(torch.flip(x, dims=dims))
                 prob, lmap = prob + prob_m, lmap + torch.flip(lmap_m, dims=dims)
