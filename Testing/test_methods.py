@@ -142,22 +142,26 @@ def test_unet_mirror_pass_makes_the_maps_left_right_equivariant(run, monkeypatch
         assert not torch.allclose(unet._segment(flip(x)), flip(unet._segment(x)), atol=1e-4)
 
 
-@pytest.mark.parametrize("mirror, flip_axes", [(True, [(2,)]), ("lr+ap", [(2,), (1,), (1, 2)])])
-def test_mil_mirror_reads_make_the_maps_flip_equivariant(run, monkeypatch, mirror, flip_axes):
-    """With `mirror`, a flipped head gives the flipped likelihood maps and the same slice scores;
-    one read alone does not (the network is not symmetric)."""
+@pytest.mark.parametrize("mirror, sizes, flip_axes", [(True, [128], [(2,)]), ("lr+ap", [128], [(2,), (1,), (1, 2)]),
+                                                     ("lr+ap", [128, 160], [(2,), (1, 2)])])
+def test_mil_mirror_reads_make_the_maps_flip_equivariant(run, monkeypatch, mirror, sizes, flip_axes):
+    """With `mirror`, a flipped head gives the flipped likelihood maps and the same slice scores,
+    also when each slice is read at several sizes; one read alone does not (the network is not
+    symmetric)."""
     ph, pipe, _ = run
     mil = pipe.instances["mil"]
     from ICHLocalizationLib.preprocessing import PreparedScan
 
-    hu = PreparedScan(ph.volume).crop_hu(128)
+    hu = PreparedScan(ph.volume).crop_hu(256)
     k = int(np.argmax((ph.mask > 0).sum(axis=(1, 2))))
     x = np.ascontiguousarray(hu[k - 1:k + 2], dtype=np.float32)
+    monkeypatch.setitem(mil.params, "read_sizes", sizes)
     for axes in flip_axes:
         flipped = np.ascontiguousarray(np.flip(x, axes))
         monkeypatch.setitem(mil.params, "mirror", mirror)
         p, m = mil.likelihood_maps(x)
         p_f, m_f = mil.likelihood_maps(flipped)
+        assert m.shape == (3, 256, 256)
         np.testing.assert_allclose(m_f, np.flip(m, axes), atol=1e-5)
         np.testing.assert_allclose(p_f, p, atol=1e-5)
         monkeypatch.setitem(mil.params, "mirror", False)
@@ -166,13 +170,33 @@ def test_mil_mirror_reads_make_the_maps_flip_equivariant(run, monkeypatch, mirro
         assert np.abs(m_f - np.flip(m, axes)).max() > 1e-3
 
 
-def test_mil_refuses_an_unknown_mirror_setting():
+def test_mil_reads_at_a_larger_size_change_the_map_and_average_it(run, monkeypatch):
+    """read_sizes [128, 160] averages the read at 128 with one at 160, which gives a different map."""
+    ph, pipe, _ = run
+    mil = pipe.instances["mil"]
+    from ICHLocalizationLib.preprocessing import PreparedScan
+
+    hu = PreparedScan(ph.volume).crop_hu(256)
+    k = int(np.argmax((ph.mask > 0).sum(axis=(1, 2))))
+    x = np.ascontiguousarray(hu[k:k + 1], dtype=np.float32)
+    monkeypatch.setitem(mil.params, "mirror", False)
+    maps = {}
+    for sizes in ([128], [160], [128, 160]):
+        monkeypatch.setitem(mil.params, "read_sizes", sizes)
+        maps[len(sizes), sizes[0]] = mil.likelihood_maps(x)[1]
+    m128, m160, both = maps[1, 128], maps[1, 160], maps[2, 128]
+    assert np.abs(m160 - m128).max() > 1e-2
+    np.testing.assert_allclose(both, (m128 + m160) / 2, atol=1e-5)
+
+
+@pytest.mark.parametrize("param, value", [("mirror", "ap"), ("read_sizes", [128, 16]), ("read_sizes", 160)])
+def test_mil_refuses_an_unknown_read_setting(param, value):
     from ICHLocalizationLib.methods.weakly_supervised import WeaklySupervisedDetector
     from ICHLocalizationLib.models import load_state
 
     entry = Catalogue.load().get("mil")
-    entry.params = {**entry.params, "mirror": "ap"}
-    with pytest.raises(ModelError, match="params.mirror"):
+    entry.params = {**entry.params, param: value}
+    with pytest.raises(ModelError, match=f"params.{param}"):
         WeaklySupervisedDetector(entry, load_state(entry), "cpu")
 
 

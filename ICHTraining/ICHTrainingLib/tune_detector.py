@@ -11,7 +11,6 @@ import numpy as np
 from ICHLocalizationLib.detector import detect_peaks
 from ICHLocalizationLib.methods.weakly_supervised import WeaklySupervisedDetector
 from ICHLocalizationLib.models import ModelEntry, load_state
-from ICHLocalizationLib.preprocessing import half_crop
 
 from .evaluate import label_boxes_2d, point_in_box_counts
 
@@ -26,7 +25,7 @@ def validation_maps(entry: ModelEntry, records, device="cpu"):
     out = []
     for r in records:
         hu = r["crop_hu"].astype(np.float32)
-        _, maps = method.likelihood_maps(half_crop(hu))
+        _, maps = method.likelihood_maps(hu)
         head = hu > -300
         for k in range(len(maps)):
             out.append((maps[k], head[k], label_boxes_2d(r["crop_labels"][k])))
