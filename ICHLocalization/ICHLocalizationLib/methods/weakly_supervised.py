@@ -71,11 +71,15 @@ class WeaklySupervisedDetector(Method):
                 x = x256 if size == AXIAL_CROP_SIZE else F.interpolate(x256[:, None], size=(size, size),
                                                                       mode="area" if size < AXIAL_CROP_SIZE else "bilinear")[:, 0]
                 x = channels_torch(x, "mil-code")
+                maps = 0.0
                 for dims in flips:
-                    p, m = self.net.likelihood(torch.flip(x, dims=dims) if dims else x)
-                    m = F.interpolate(m[:, None], size=(AXIAL_CROP_SIZE, AXIAL_CROP_SIZE), mode="bilinear",
-                                      align_corners=False)[:, 0]
-                    prob, lmap = prob + p, lmap + (torch.flip(m, dims=dims) if dims else m)
+                    p, m = self.net.likelihood(torch.flip(x, dims=dims) if dims else x, resize=False)
+                    prob, maps = prob + p, maps + (torch.flip(m, dims=dims) if dims else m)
+                # resized once per size (flips commute with the bilinear resize): to the read size, as
+                # MILNet.likelihood does, then to the 256 crop grid
+                for side in (size, AXIAL_CROP_SIZE):
+                    maps = F.interpolate(maps[:, None], size=(side, side), mode="bilinear", align_corners=False)[:, 0]
+                lmap = lmap + maps
             n = len(sizes) * len(flips)
             return prob / n, lmap / n
 

@@ -65,10 +65,12 @@ class MILNet(nn.Module):
         pooled = (h.flatten(2) * a[:, None]).sum(dim=2)[..., None, None]
         return self.head(pooled).flatten(), a.view(n, hh, ww)
 
-    def likelihood(self, x):
-        """Slice probability (N,) and the likelihood map in [0, 1] at input size (N, H, W)."""
+    def likelihood(self, x, resize=True):
+        """Slice probability (N,) and the likelihood map in [0, 1] at input size (N, H, W), or at the
+        network's map size (N, H/4, W/4) with resize=False."""
         logit, m = self.forward(x)
         if self.variant == "maxpool":
             m = torch.sigmoid(m)
-        m = F.interpolate(m[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        if resize:
+            m = F.interpolate(m[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         return torch.sigmoid(logit), m
