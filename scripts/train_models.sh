@@ -2,29 +2,29 @@
 # Trains every bundled model on phantoms (seeds 1-120; 121-150 validate the post-processing;
 # 9001-9010 are never used) and registers them in ICHLocalization/Resources/Models.
 # Two lanes share the CPU cores; about 3 hours on 2 cores, minutes on a GPU (--device auto picks it).
-# The max-pool detector is tuned with the paper's budget (10 + 150 Bayesian-optimization steps) on
-# the 30 validation scans; the attention detector with 10 + 40 steps on 15 (pass TUNE_ITER=150
-# TUNE_DATA=phantom:121-150 for the paper's budget there too).
+# Both MIL detectors are tuned with the paper's budget (10 + 150 Bayesian-optimization steps) on
+# the 30 validation scans.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 DATA=${DATA:-phantom:1-120}
-TUNE_DATA=${TUNE_DATA:-phantom:121-135}
-TUNE_ITER=${TUNE_ITER:-40}
 mkdir -p runs
 # seeds 151-300 only feed the cascade's second round (the U-Net and MIL models train on 1-120)
-# (and the bleed-free twins of 1-120, which the MIL max-pool model trains on)
+# (and the bleed-free twins of 1-120, which both MIL models train on)
 "$BIN/python" -c "from ICHTrainingLib.datasets.phantom import build_cache; build_cache(range(1, 301), 'cache/phantom', workers=2); build_cache(range(1, 121), 'cache/phantom', workers=2, twins=True)" \
   > runs/cache.log 2>&1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-# MIL max-pool: batches of bleed slices paired with their bleed-free twins (12 epochs, then 15 more)
+# MIL, both variants: batches of bleed slices paired with their bleed-free twins (12 epochs, then 15 more)
 ( "$BIN/ich-train" mil --variant maxpool --data "$DATA" --bleed-free-twins --epochs 12 --out runs/mil-pairs12 \
     --workers 1 > runs/mil-pairs12.log 2>&1 &&
   "$BIN/ich-train" mil --variant maxpool --data "$DATA" --bleed-free-twins --init runs/mil-pairs12/mil-maxpool.pt \
     --epochs 15 --out runs/mil-pairs27 --register --workers 1 > runs/mil-pairs27.log 2>&1 &&
-  "$BIN/ich-train" mil --variant attention --data "$DATA" --epochs 4 --out runs/mil-attention --register --workers 1 > runs/mil-attention.log 2>&1 &&
+  "$BIN/ich-train" mil --variant attention --data "$DATA" --bleed-free-twins --epochs 12 --out runs/mil-attention-pairs12 \
+    --workers 1 > runs/mil-attention-pairs12.log 2>&1 &&
+  "$BIN/ich-train" mil --variant attention --data "$DATA" --bleed-free-twins --init runs/mil-attention-pairs12/mil-attention.pt \
+    --epochs 15 --out runs/mil-attention-pairs27 --register --workers 1 > runs/mil-attention-pairs27.log 2>&1 &&
   "$BIN/ich-tune" --data phantom:121-150 --iter 150 --save > runs/tune-maxpool.log 2>&1 &&
-  "$BIN/ich-tune" --data "$TUNE_DATA" --iter "$TUNE_ITER" --model mil-attention-phantom --save > runs/tune-attention.log 2>&1 ) &
+  "$BIN/ich-tune" --data phantom:121-150 --iter 150 --model mil-attention-phantom --save > runs/tune-attention.log 2>&1 ) &
 lane_a=$!
 ( "$BIN/ich-train" unet --data "$DATA" --epochs 30 --out runs/unet30 --workers 1 > runs/unet30.log 2>&1 &&
   "$BIN/ich-train" unet --init runs/unet30/unet.pt --balance subtype --lr 3e-4 --epochs 24 --data "$DATA" \

@@ -629,9 +629,8 @@ def run_training(records, cfg: TrainConfig, progress=None):
         state = model.state_dict()
         name, mid = f"mil-{cfg.variant}", f"mil-{cfg.variant}-phantom"
         inp = {"channels": "mil-code", "size": 128, "crop": "head", "variant": cfg.variant}
-        params = {"detector": dict(DEFAULT_DETECTOR[cfg.variant])}
-        if cfg.variant == "maxpool":  # four flipped reads averaged; measured on the max-pool map only
-            params["mirror"] = "lr+ap"
+        # each slice read with four flips at two sizes, all averaged (weakly_supervised.py)
+        params = {"detector": dict(DEFAULT_DETECTOR[cfg.variant]), "mirror": "lr+ap", "read_sizes": [128, 160]}
     elif cfg.method == "unet":
         cv = cross_validate_unet(records, cfg, progress) if cfg.folds > 1 else None
         model, gate, history, _ = train_unet(records, replace(cfg, folds=1), progress)
