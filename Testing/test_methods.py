@@ -42,6 +42,21 @@ def test_mil_points_lie_in_the_bleeds(run):
     assert np.mean(hits) >= 0.7, f"{np.mean(hits):.2f} of {len(hits)} points in a lesion's box"
 
 
+def test_bundled_attention_model_finds_the_bleeds_too(run):
+    """The gated-attention variant (not the default) with its own tuned detector: most of its points
+    lie in a lesion, and it points at more than one lesion of the sample."""
+    from ICHLocalizationLib.methods.weakly_supervised import WeaklySupervisedDetector
+    from ICHLocalizationLib.models import load_state
+    from ICHLocalizationLib.preprocessing import PreparedScan
+
+    ph, _, _ = run
+    entry = Catalogue.load().get("mil", "mil-attention-phantom")
+    res = WeaklySupervisedDetector(entry, load_state(entry), "cpu").run(PreparedScan(ph.volume))
+    hits = [[_inside(p.ras, l["bbox_ras"]) for l in ph.lesions] for p in res.points]
+    assert res.points and np.mean([any(h) for h in hits]) >= 0.6, f"{len(res.points)} points"
+    assert sum(any(h[i] for h in hits) for i in range(len(ph.lesions))) >= min(2, len(ph.lesions))
+
+
 def test_unet_segments_the_bleeds(run):
     ph, _, res = run
     pred, truth = res.lesion_labels > 0, ph.mask > 0
