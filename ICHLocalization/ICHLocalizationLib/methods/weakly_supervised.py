@@ -44,7 +44,7 @@ class WeaklySupervisedDetector(Method):
         if self.params.get("mirror", False) not in MIRROR_FLIPS:
             raise ModelError(f"model {self.entry.id}: params.mirror is {self.params['mirror']!r}; "
                              f"use false, true, \"lr\" or \"lr+ap\"")
-        sizes = self.params.get("read_sizes", [128])
+        sizes = self.read_sizes()
         if not (isinstance(sizes, list) and sizes and all(isinstance(v, int) and 32 <= v <= 512 for v in sizes)):
             raise ModelError(f"model {self.entry.id}: params.read_sizes is {sizes!r}; "
                              f"use a list of head-crop sizes in pixels (32-512), e.g. [128, 160]")
@@ -54,7 +54,7 @@ class WeaklySupervisedDetector(Method):
 
     def read_sizes(self):
         """Head-crop sizes (pixels) each slice is read at: params.read_sizes, else the training size."""
-        return [int(v) for v in self.params.get("read_sizes", [self.entry.input.get("size", 128)])]
+        return self.params.get("read_sizes", [int(self.entry.input.get("size", 128))])
 
     def likelihood_maps(self, hu, progress=None):
         """Slice probabilities (n,) and likelihood maps (n, 256, 256) from the 256 head crop (HU),
