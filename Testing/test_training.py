@@ -338,6 +338,29 @@ def test_unet_k_fold_cross_validation(records, tmp_path):
     assert (tmp_path / "cv" / "fold0").is_dir() and (tmp_path / "cv" / "fold1").is_dir()
 
 
+def test_cascade_trains_the_named_planes_and_keeps_the_others(records, tmp_path):
+    """--planes axial retrains the axial bank only: coronal and sagittal weights stay those of --init."""
+    import torch
+
+    first = run_training(records, TrainConfig(method="cascade", out=str(tmp_path / "a"), epochs=1, batch_size=4,
+                                              max_batches=1, val_fraction=0.25))
+    init = str(tmp_path / "a" / first.files["weights"]["file"])
+    cfg = TrainConfig(method="cascade", out=str(tmp_path / "b"), epochs=1, batch_size=4, max_batches=2, seed=1,
+                      val_fraction=0.25, init=init, planes=["axial"])
+    second = run_training(records, cfg)
+    before = torch.load(init, weights_only=True)
+    after = torch.load(tmp_path / "b" / second.files["weights"]["file"], weights_only=True)
+    for plane in ("coronal", "sagittal"):
+        assert all(torch.equal(before[plane][k], after[plane][k]) for k in before[plane])
+    assert any(not torch.equal(before["axial"][k], after["axial"][k]) for k in before["axial"])
+    assert second.training["planes"] == ["axial"]
+    assert {"coronal_ich_auc", "sagittal_ich_auc", "axial_ich_auc"} <= set(second.metrics["validation"])
+    with pytest.raises(ValueError, match="--init"):
+        run_training(records, TrainConfig(method="cascade", out=str(tmp_path / "c"), planes=["axial"]))
+    with pytest.raises(ValueError, match="transverse"):
+        run_training(records, TrainConfig(method="cascade", out=str(tmp_path / "d"), init=init, planes=["transverse"]))
+
+
 def test_cascade_fusion_tuning(records, tmp_path):
     """Tuning scores the method's own boxes on the head against the lesions' RAS boxes (paper 000's
     protocol) and gates the subtype nets afterwards exactly as the method does."""

@@ -54,6 +54,7 @@ class TrainConfig:
     batch_dice: bool = False  # U-Net Dice loss over the whole batch per class (nnU-Net), not per patch
     context_mm: float = 0.0  # U-Net 2.5D: also read the slices this far above and below (0: one slice)
     constant_lr: bool = False  # no step decay (a fine-tuning round that stops while the rate is still high)
+    planes: Optional[List[str]] = None  # cascade: train these planes' banks only, the others kept from init
 
 
 # --- splits and the training loop ------------------------------------------------------------------
@@ -530,6 +531,12 @@ def train_cascade(records, cfg: TrainConfig, progress=None):
     train, val = split_by_patient(records, cfg.val_fraction, cfg.seed)
     banks, histories = {}, []
     for plane in PLANES:
+        if plane not in cascade_planes(cfg):  # kept as cfg.init has it; its metrics still go on the card
+            banks[plane] = start_from(ClassifierBank(CASCADE_NETS), cfg, plane).eval()
+            with torch.inference_mode():
+                metrics = cascade_slice_metrics(banks[plane], val, plane)
+            histories.append({"epoch": None, "kept_from_init": plane, **{f"{plane}_{k}": v for k, v in metrics.items()}})
+            continue
         items, labs = [], []
         for r in train:
             hu = plane_slices(r["casc_hu"], plane)
@@ -579,6 +586,18 @@ def train_cascade(records, cfg: TrainConfig, progress=None):
     return banks, histories, val
 
 
+def cascade_planes(cfg: TrainConfig):
+    """The planes whose banks cfg trains (all three unless cfg.planes names some; the rest need cfg.init)."""
+    if not cfg.planes:
+        return list(PLANES)
+    unknown = sorted(set(cfg.planes) - set(PLANES))
+    if unknown:
+        raise ValueError(f"--planes {','.join(cfg.planes)}: {', '.join(unknown)} is not one of {', '.join(PLANES)}")
+    if not cfg.init and set(cfg.planes) != set(PLANES):
+        raise ValueError("--planes trains some planes only: give --init with the cascade model the others come from")
+    return [p for p in PLANES if p in cfg.planes]
+
+
 def cascade_slice_metrics(bank, records, plane):
     device = next(bank.parameters()).device
     ys, ps = [], []
@@ -621,6 +640,8 @@ def run_training(records, cfg: TrainConfig, progress=None):
         training["bleed_free_twins"] = twins
     if cfg.init:
         training["init"] = {"file": str(cfg.init), "sha256": file_sha256(init_file(cfg))}
+    if cfg.method == "cascade" and cfg.planes:
+        training["planes"] = cascade_planes(cfg)
     if cfg.method == "unet":
         training["balance"], training["batch_dice"] = cfg.balance, cfg.batch_dice
         training["context_mm"] = cfg.context_mm
