@@ -4,13 +4,14 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ICHLocalizationLib.models import Catalogue, load_state
-from ICHTrainingLib.train import TrainConfig, run_training, split_by_patient
+from ICHTrainingLib.train import TrainConfig, _inflate_to_neighbours, run_training, split_by_patient
 
 
 @pytest.fixture(scope="module")
@@ -359,6 +360,40 @@ def test_cascade_trains_the_named_planes_and_keeps_the_others(records, tmp_path)
         run_training(records, TrainConfig(method="cascade", out=str(tmp_path / "c"), planes=["axial"]))
     with pytest.raises(ValueError, match="transverse"):
         run_training(records, TrainConfig(method="cascade", out=str(tmp_path / "d"), init=init, planes=["transverse"]))
+
+
+def test_a_2_5d_cascade_reads_axial_neighbours_and_starts_as_its_one_slice_model(records, tmp_path):
+    """--context-mm: the axial nets read each slice with the slices 5 mm above and below. Started from
+    a one-slice cascade (neighbour weights 0) it gives that model's probabilities exactly."""
+    from ICHLocalizationLib.methods.cascade3d import ThreePlaneCascade, plane_slices
+
+    flat = run_training(records, TrainConfig(method="cascade", out=str(tmp_path / "flat"), epochs=1, batch_size=4,
+                                             max_batches=1, val_fraction=0.25))
+    init = tmp_path / "flat" / flat.files["weights"]["file"]
+    deep = run_training(records, TrainConfig(method="cascade", out=str(tmp_path / "deep"), epochs=1, batch_size=4,
+                                             max_batches=1, val_fraction=0.25, init=str(init), planes=["axial"],
+                                             context_mm=5.0))
+    assert deep.input["context_mm"] == 5.0 and deep.training["context_mm"] == 5.0
+    assert load_state(deep)["axial"]["nets.ich.features.0.weight"].shape[1] == 9
+    assert load_state(deep)["coronal"]["nets.ich.features.0.weight"].shape[1] == 3
+
+    state = load_state(flat)
+    inflated = dict(state, axial=_inflate_to_neighbours(state["axial"], load_state(deep)["axial"]))
+    one = ThreePlaneCascade(flat, state, "cpu")
+    two = ThreePlaneCascade(replace(flat, input={**flat.input, "context_mm": 5.0}), inflated, "cpu")
+    slices = plane_slices(records[0]["casc_hu"].astype(np.float32), "axial")
+    x = two.network_input(slices, [0, 7], "axial")
+    assert x.shape == (2, 3) + slices.shape[1:]
+    assert np.array_equal(x[1], slices[6:9]) and np.array_equal(x[0, 0], slices[0])  # the edge repeats itself
+    p_one = one.plane_probabilities(slices, "axial", kernel=[1.0], stage1_threshold=0.0)
+    p_two = two.plane_probabilities(slices, "axial", kernel=[1.0], stage1_threshold=0.0)
+    assert np.allclose(p_one, p_two, atol=1e-5)
+    # once the slice below weighs, the probabilities follow it
+    below = {k: v.clone() for k, v in inflated["axial"].items()}
+    below["nets.ich.features.0.weight"][:, :3] += 0.5
+    three = ThreePlaneCascade(two.entry, dict(inflated, axial=below), "cpu")
+    p_three = three.plane_probabilities(slices, "axial", kernel=[1.0], stage1_threshold=0.0)
+    assert not np.allclose(p_one[:, 0], p_three[:, 0], atol=1e-3)
 
 
 def test_cascade_fusion_tuning(records, tmp_path):

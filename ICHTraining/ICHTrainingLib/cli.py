@@ -60,8 +60,8 @@ def train_main(argv=None):
     ap.add_argument("--batch-dice", action="store_true",
                     help="U-Net: Dice loss of each class over the whole batch (nnU-Net), not averaged over patches")
     ap.add_argument("--context-mm", type=float, default=0.0, metavar="MM",
-                    help="U-Net 2.5D: also read the slices MM above and below (0: one slice); "
-                         "--init with a one-slice U-Net starts from it")
+                    help="2.5D: the U-Net, or the cascade's axial nets, also read the slices MM above and below "
+                         "(0: one slice); --init with a one-slice model starts from it")
     ap.add_argument("--bleed-free-twins", action="store_true",
                     help="MIL on phantoms: train on pairs, each bleed slice with the same slice of its bleed-free "
                          "twin (the same head rendered without the blood), so that only the blood tells them apart")

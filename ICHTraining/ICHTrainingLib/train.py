@@ -25,8 +25,8 @@ from ICHLocalizationLib.methods.cascade3d import NETS as CASCADE_NETS, PLANES, p
 from ICHLocalizationLib.models import choose_device, file_sha256
 from ICHLocalizationLib.networks import MILNet, SliceClassifier, build_unet
 from ICHLocalizationLib.networks.classifier import ClassifierBank
-from ICHLocalizationLib.preprocessing import (channels_torch, half_crop, neighbour_offset, slices_in_context,
-                                              with_neighbours)
+from ICHLocalizationLib.preprocessing import (CASCADE_SPACING, channels_torch, half_crop, neighbour_offset,
+                                              slices_in_context, with_neighbours)
 
 from .augment import slice_augmentation
 
@@ -52,7 +52,7 @@ class TrainConfig:
     init: Optional[str] = None  # weights file (model.pt of an earlier run) to start from: fine-tuning
     balance: str = "slice"  # U-Net bleed patches: "slice" (paper 003) or "subtype" (each subtype equally often)
     batch_dice: bool = False  # U-Net Dice loss over the whole batch per class (nnU-Net), not per patch
-    context_mm: float = 0.0  # U-Net 2.5D: also read the slices this far above and below (0: one slice)
+    context_mm: float = 0.0  # U-Net, cascade axial nets: 2.5D, also read the slices this far above and below
     constant_lr: bool = False  # no step decay (a fine-tuning round that stops while the rate is still high)
     planes: Optional[List[str]] = None  # cascade: train these planes' banks only, the others kept from init
 
@@ -531,10 +531,11 @@ def train_cascade(records, cfg: TrainConfig, progress=None):
     train, val = split_by_patient(records, cfg.val_fraction, cfg.seed)
     banks, histories = {}, []
     for plane in PLANES:
+        offset = cascade_context(cfg, plane)
         if plane not in cascade_planes(cfg):  # kept as cfg.init has it; its metrics still go on the card
-            banks[plane] = start_from(ClassifierBank(CASCADE_NETS), cfg, plane).eval()
+            banks[plane] = start_from(ClassifierBank(CASCADE_NETS, in_channels=9 if offset else 3), cfg, plane).eval()
             with torch.inference_mode():
-                metrics = cascade_slice_metrics(banks[plane], val, plane)
+                metrics = cascade_slice_metrics(banks[plane], val, plane, offset)
             histories.append({"epoch": None, "kept_from_init": plane, **{f"{plane}_{k}": v for k, v in metrics.items()}})
             continue
         items, labs = [], []
@@ -553,16 +554,24 @@ def train_cascade(records, cfg: TrainConfig, progress=None):
         aug = slice_augmentation(with_label=False, seed=cfg.seed + PLANES.index(plane), rotate_deg=10.0,
                                  spatial_axis_lr=None if plane == "sagittal" else 1,
                                  p_windowed=0.2 if plane == "axial" else 0.0)
-        bank = start_from(ClassifierBank(CASCADE_NETS), cfg, plane)
+        bank = start_from(ClassifierBank(CASCADE_NETS, in_channels=9 if offset else 3), cfg, plane)
 
-        def batches(epoch, rng, items=items, labs=labs, aug=aug):
+        def read(i, rng, offset=offset, items=items):
+            """One training slice, with its neighbours for a 2.5D plane (one time in ten the slice stands
+            in for them, as for a lone 2D image)."""
+            hu, n = items[i]
+            if not offset:
+                return hu[n]
+            return with_neighbours(hu, [n], 0 if rng.random() < 0.1 else offset)[0]
+
+        def batches(epoch, rng, items=items, labs=labs, aug=aug, read=read):
             pos = np.nonzero(labs[:, 0])[0]
             neg = np.nonzero(~labs[:, 0])[0]
             n = min(len(neg), 2 * len(pos)) if len(pos) else len(neg)
             order = rng.permutation(np.concatenate([pos, rng.choice(neg, n, replace=False)]))
             for s in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
                 idx = order[s:s + cfg.batch_size]
-                xs, _ = _augment_batch(aug, [items[i][0][items[i][1]] for i in idx])
+                xs, _ = _augment_batch(aug, [read(i, rng) for i in idx])
                 yield channels_torch(_stack_hu(xs), "paper000"), torch.from_numpy(labs[idx])
 
         def loss_fn(m, x, y, pos_w=pos_w):
@@ -576,8 +585,8 @@ def train_cascade(records, cfg: TrainConfig, progress=None):
                                                                      pos_weight=pos_w[s].to(x.device)) / 5.0
             return loss
 
-        def validate(m, plane=plane):
-            return {f"{plane}_{k}": v for k, v in cascade_slice_metrics(m, val, plane).items()}
+        def validate(m, plane=plane, offset=offset):
+            return {f"{plane}_{k}": v for k, v in cascade_slice_metrics(m, val, plane, offset).items()}
 
         fit(bank, cfg, batches, loss_fn, validate, name=f"cascade-{plane}", progress=progress)
         banks[plane] = bank
@@ -598,11 +607,21 @@ def cascade_planes(cfg: TrainConfig):
     return [p for p in PLANES if p in cfg.planes]
 
 
-def cascade_slice_metrics(bank, records, plane):
+def cascade_context(cfg: TrainConfig, plane: str) -> int:
+    """How many slices away the neighbours a plane's nets read lie (0: one slice). Only the axial
+    plane reads them: coronal and sagittal slices show the vertical axis in-plane."""
+    if plane != "axial" or not cfg.context_mm:
+        return 0
+    return neighbour_offset(CASCADE_SPACING[2], cfg.context_mm)
+
+
+def cascade_slice_metrics(bank, records, plane, offset=0):
     device = next(bank.parameters()).device
     ys, ps = [], []
     for r in records:
         hu = plane_slices(r["casc_hu"], plane).astype(np.float32)
+        if offset:
+            hu = with_neighbours(hu, np.arange(len(hu)), offset)
         x = channels_torch(torch.from_numpy(hu), "paper000").to(device)
         out = bank(x)
         p1 = torch.sigmoid(out["ich"]).cpu().numpy()
@@ -644,6 +663,7 @@ def run_training(records, cfg: TrainConfig, progress=None):
         training["planes"] = cascade_planes(cfg)
     if cfg.method == "unet":
         training["balance"], training["batch_dice"] = cfg.balance, cfg.batch_dice
+    if cfg.method in ("unet", "cascade") and (cfg.context_mm or cfg.method == "unet"):
         training["context_mm"] = cfg.context_mm
     if cfg.method == "mil":
         model, history, _ = train_mil(records, cfg, progress)
@@ -667,6 +687,8 @@ def run_training(records, cfg: TrainConfig, progress=None):
         state = {plane: bank.state_dict() for plane, bank in banks.items()}
         name, mid = "cascade", "cascade-phantom"
         inp = {"channels": "paper000", "spacing_mm": [2.0, 2.0, 5.0], "size": [128, 128, 40], "aligned": True}
+        if cfg.context_mm:
+            inp["context_mm"] = cfg.context_mm  # the axial nets read each slice with its neighbours
         params = {"fusion": dict(CASCADE_FUSION), "stage1_threshold": 0.5, "subtype_threshold": 0.5}
     else:
         raise ValueError(f"unknown method {cfg.method!r}")

@@ -17,12 +17,17 @@
    the largest number of runs in one plane (a departure: the paper does not say how it resolves this).
 5. Boxes map back through the alignment: an oriented box (ROI) on the original head, its probability
    the mean fused probability over its slices in the three planes.
+
+A model whose catalogue input has `context_mm` (a departure, 2.5D) gives its axial nets each slice
+together with the slices that far above and below (9 channels): an axial slice alone shows nothing of
+a bleed's vertical shape, which the coronal and sagittal slices show in-plane.
 """
 import numpy as np
 
 from ..findings import SUBTYPES, BoxFinding, Results
 from ..networks.classifier import ClassifierBank
-from ..preprocessing import Alignment, CASCADE_SPACING, aligned_grid, brain_mask, channels_torch, resample
+from ..preprocessing import (Alignment, CASCADE_SPACING, aligned_grid, brain_mask, channels_torch, neighbour_offset,
+                             resample, with_neighbours)
 from .base import Method
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -68,11 +73,22 @@ class ThreePlaneCascade(Method):
     name = "cascade"
 
     def build(self, state):
+        self.context_mm = float(self.entry.input.get("context_mm") or 0.0)
         self.banks = {}
         for plane in PLANES:
-            bank = ClassifierBank(NETS)
+            bank = ClassifierBank(NETS, in_channels=9 if self.reads_context(plane) else 3)
             bank.load_state_dict(state[plane])
             self.banks[plane] = bank
+
+    def reads_context(self, plane):
+        """Whether this plane's nets read each slice with its neighbours (the axial plane of a 2.5D model)."""
+        return plane == "axial" and bool(self.context_mm)
+
+    def network_input(self, slices, ks, plane):
+        """What the plane's nets read of slices ks: (n, H, W), or (n, 3, H, W) with the neighbours."""
+        if self.reads_context(plane):
+            return with_neighbours(slices, ks, neighbour_offset(CASCADE_SPACING[2], self.context_mm))
+        return slices[np.asarray(ks, int)]
 
     def networks(self):
         return list(self.banks.values())
@@ -89,7 +105,7 @@ class ThreePlaneCascade(Method):
         inside = np.nonzero((slices > -300).mean(axis=(1, 2)) > 0.02)[0]
         if len(inside):
             raw[inside, 0] = self.batched(lambda x: torch.sigmoid(bank.nets["ich"](channels_torch(x, "paper000"))),
-                                          slices[inside], batch=64)
+                                          self.network_input(slices, inside, plane), batch=64)
             if stage1_threshold is None:
                 stage1_threshold = p.get("stage1_threshold", 0.5)
             stage2 = inside[raw[inside, 0] >= float(stage1_threshold)]
@@ -98,7 +114,7 @@ class ThreePlaneCascade(Method):
                     c = channels_torch(x, "paper000")
                     return torch.stack([torch.sigmoid(bank.nets[s](c)) for s in SUBTYPES], dim=1)
 
-                raw[stage2, 1:] = raw[stage2, :1] * self.batched(subtypes, slices[stage2], batch=64)
+                raw[stage2, 1:] = raw[stage2, :1] * self.batched(subtypes, self.network_input(slices, stage2, plane), batch=64)
         kernel = kernel if kernel is not None else p.get("fusion", {}).get("kernel", [0.25, 0.5, 0.25])
         return fuse_columns(raw, kernel)
 
@@ -198,7 +214,8 @@ class ThreePlaneCascade(Method):
         align = Alignment(np.eye(3), centre)
         m, shape = aligned_grid(align, CASCADE_SPACING, (128, 128, 1))
         sl = resample(vol, m, shape, default=-1000.0)
-        p1 = self.batched(lambda x: torch.sigmoid(self.banks["axial"].nets["ich"](channels_torch(x, "paper000"))), sl)
+        p1 = self.batched(lambda x: torch.sigmoid(self.banks["axial"].nets["ich"](channels_torch(x, "paper000"))),
+                          self.network_input(sl, [0], "axial"))  # a 2.5D net: the slice stands in for its neighbours
         res.slice_scores["cascade"] = [float(p1[0])]
         res.warnings.append("cascade: a single slice gives no 3D boxes (three planes are needed); slice score only")
         return res
