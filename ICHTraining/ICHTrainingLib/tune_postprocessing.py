@@ -18,7 +18,7 @@ from .evaluate import match_boxes
 FUSION_KERNELS = ([1.0], [0.15, 0.7, 0.15], [0.25, 0.5, 0.25], [0.1, 0.2, 0.4, 0.2, 0.1])
 FUSION_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 STAGE1_THRESHOLDS = (0.1, 0.2, 0.3, 0.5)  # P(ICH) a slice needs before the subtype nets read it
-CLASSIFIER_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+CLASSIFIER_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 RUN_GAPS = (0, 1, 2, 3, 4, 6)  # slices below threshold bridged inside a run
 
 
@@ -30,7 +30,7 @@ def stage1_gated(probs, stage1):
     return out
 
 
-def tune_cascade(entry: ModelEntry, scans, rounds: int = 2):
+def tune_cascade(entry: ModelEntry, scans, rounds: int = 3):
     """The cascade's fusion on validation scans: stage-1 threshold, kernel and one fusion threshold
     by grid search, then the run gap and a threshold per plane and subtype by coordinate ascent
     (`rounds` passes) — each maximizing the F1 of boxes matched at IoU ≥ 0.4. The networks run once
