@@ -536,7 +536,8 @@ def train_cascade(records, cfg: TrainConfig, progress=None):
             banks[plane] = start_from(ClassifierBank(CASCADE_NETS, in_channels=9 if offset else 3), cfg, plane).eval()
             with torch.inference_mode():
                 metrics = cascade_slice_metrics(banks[plane], val, plane, offset)
-            histories.append({"epoch": None, "kept_from_init": plane, **{f"{plane}_{k}": v for k, v in metrics.items()}})
+            histories.append({"epoch": None, "kept_from_init": plane,
+                              **{f"{plane}_{k}": v for k, v in metrics.items()}})
             continue
         items, labs = [], []
         for r in train:
@@ -663,7 +664,7 @@ def run_training(records, cfg: TrainConfig, progress=None):
         training["planes"] = cascade_planes(cfg)
     if cfg.method == "unet":
         training["balance"], training["batch_dice"] = cfg.balance, cfg.batch_dice
-    if cfg.method in ("unet", "cascade") and (cfg.context_mm or cfg.method == "unet"):
+    if cfg.method == "unet" or (cfg.method == "cascade" and cfg.context_mm):
         training["context_mm"] = cfg.context_mm
     if cfg.method == "mil":
         model, history, _ = train_mil(records, cfg, progress)

@@ -114,7 +114,8 @@ class ThreePlaneCascade(Method):
                     c = channels_torch(x, "paper000")
                     return torch.stack([torch.sigmoid(bank.nets[s](c)) for s in SUBTYPES], dim=1)
 
-                raw[stage2, 1:] = raw[stage2, :1] * self.batched(subtypes, self.network_input(slices, stage2, plane), batch=64)
+                gated = self.network_input(slices, stage2, plane)
+                raw[stage2, 1:] = raw[stage2, :1] * self.batched(subtypes, gated, batch=64)
         kernel = kernel if kernel is not None else p.get("fusion", {}).get("kernel", [0.25, 0.5, 0.25])
         return fuse_columns(raw, kernel)
 
