@@ -268,9 +268,8 @@ def test_cascade_thresholds_per_plane_and_subtype(run):
     assert cascade.grid_boxes(probs, grid, {**lowered, "sagittal": [0.5] * 5}) == []
 
 
-@pytest.mark.xfail(strict=True, reason="the bundled cascade (22 CPU epochs per plane) finds too few bleeds: check "
-                                       "Se 0.50 / PPV 0.47 at IoU 0.4, no SAH box at all; a better model must make this "
-                                       "pass and drop the xfail")
+@pytest.mark.xfail(strict=True, reason="the bundled cascade finds too few bleeds: check Se 0.50 / PPV 0.78 at IoU "
+                                       "0.4, no SAH box at all; a better model must make this pass and drop the xfail")
 def test_cascade_boxes_match_every_bleed(run):
     assert len(_cascade_matches(run, 0.4)) == len(run[0].lesions)
 
