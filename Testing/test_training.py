@@ -362,6 +362,22 @@ def test_cascade_trains_the_named_planes_and_keeps_the_others(records, tmp_path)
         run_training(records, TrainConfig(method="cascade", out=str(tmp_path / "d"), init=init, planes=["transverse"]))
 
 
+def test_ich_train_planes_option_is_checked_before_training(records, tmp_path, monkeypatch, capsys):
+    """`--planes` is the cascade's: for another method, without --init, or with an unknown plane the
+    command exits 2 with one line saying what to do, and nothing is written."""
+    from ICHTrainingLib import cli
+
+    bundled_cascade = Path(__file__).resolve().parents[1] / "ICHLocalization" / "Resources" / "Models" / "cascade.pt"
+    monkeypatch.setattr(cli, "load_training_records", lambda *a: records)
+    cases = [(["mil", "--planes", "axial"], "is for the cascade"),
+             (["cascade", "--planes", "axial, coronal"], "give --init"),
+             (["cascade", "--planes", "axial,top", "--init", str(bundled_cascade)], "top is not one of axial, coronal")]
+    for n, (args, message) in enumerate(cases):
+        assert cli.train_main(args + ["--out", str(tmp_path / f"run{n}")]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / f"run{n}" / "entry.json").exists()
+
+
 def test_a_2_5d_cascade_reads_axial_neighbours_and_starts_as_its_one_slice_model(records, tmp_path):
     """--context-mm: the axial nets read each slice with the slices 5 mm above and below. Started from
     a one-slice cascade (neighbour weights 0) it gives that model's probabilities exactly."""
