@@ -21,12 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from ICHLocalizationLib.findings import SUBTYPES
-from ICHLocalizationLib.methods.cascade3d import NETS as CASCADE_NETS, PLANES, plane_slices
+from ICHLocalizationLib.methods.cascade3d import PLANES, context_offset, plane_bank, plane_input, plane_slices
 from ICHLocalizationLib.models import choose_device, file_sha256
 from ICHLocalizationLib.networks import MILNet, SliceClassifier, build_unet
-from ICHLocalizationLib.networks.classifier import ClassifierBank
-from ICHLocalizationLib.preprocessing import (CASCADE_SPACING, channels_torch, half_crop, neighbour_offset,
-                                              slices_in_context, with_neighbours)
+from ICHLocalizationLib.preprocessing import (channels_torch, half_crop, neighbour_offset, slices_in_context,
+                                              with_neighbours)
 
 from .augment import slice_augmentation
 
@@ -530,10 +529,11 @@ def train_cascade(records, cfg: TrainConfig, progress=None):
     torch.manual_seed(cfg.seed)
     train, val = split_by_patient(records, cfg.val_fraction, cfg.seed)
     banks, histories = {}, []
+    trained = cascade_planes(cfg)
     for plane in PLANES:
-        offset = cascade_context(cfg, plane)
-        if plane not in cascade_planes(cfg):  # kept as cfg.init has it; its metrics still go on the card
-            banks[plane] = start_from(ClassifierBank(CASCADE_NETS, in_channels=9 if offset else 3), cfg, plane).eval()
+        offset = context_offset(plane, cfg.context_mm)
+        if plane not in trained:  # kept as cfg.init has it; its metrics still go on the card
+            banks[plane] = start_from(plane_bank(offset), cfg, plane).eval()
             with torch.inference_mode():
                 metrics = cascade_slice_metrics(banks[plane], val, plane, offset)
             histories.append({"epoch": None, "kept_from_init": plane,
@@ -555,7 +555,7 @@ def train_cascade(records, cfg: TrainConfig, progress=None):
         aug = slice_augmentation(with_label=False, seed=cfg.seed + PLANES.index(plane), rotate_deg=10.0,
                                  spatial_axis_lr=None if plane == "sagittal" else 1,
                                  p_windowed=0.2 if plane == "axial" else 0.0)
-        bank = start_from(ClassifierBank(CASCADE_NETS, in_channels=9 if offset else 3), cfg, plane)
+        bank = start_from(plane_bank(offset), cfg, plane)
 
         def read(i, rng, offset=offset, items=items):
             """One training slice, with its neighbours for a 2.5D plane (one time in ten the slice stands
@@ -608,21 +608,12 @@ def cascade_planes(cfg: TrainConfig):
     return [p for p in PLANES if p in cfg.planes]
 
 
-def cascade_context(cfg: TrainConfig, plane: str) -> int:
-    """How many slices away the neighbours a plane's nets read lie (0: one slice). Only the axial
-    plane reads them: coronal and sagittal slices show the vertical axis in-plane."""
-    if plane != "axial" or not cfg.context_mm:
-        return 0
-    return neighbour_offset(CASCADE_SPACING[2], cfg.context_mm)
-
-
 def cascade_slice_metrics(bank, records, plane, offset=0):
     device = next(bank.parameters()).device
     ys, ps = [], []
     for r in records:
         hu = plane_slices(r["casc_hu"], plane).astype(np.float32)
-        if offset:
-            hu = with_neighbours(hu, np.arange(len(hu)), offset)
+        hu = plane_input(hu, np.arange(len(hu)), offset)
         x = channels_torch(torch.from_numpy(hu), "paper000").to(device)
         out = bank(x)
         p1 = torch.sigmoid(out["ich"]).cpu().numpy()

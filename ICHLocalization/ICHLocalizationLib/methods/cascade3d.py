@@ -43,6 +43,26 @@ def plane_slices(volume: np.ndarray, plane: str) -> np.ndarray:
     return np.transpose(volume, (2, 0, 1))
 
 
+def context_offset(plane: str, context_mm) -> int:
+    """How many slices away the neighbours a plane's nets read lie (0: one slice). Only the axial
+    plane reads them: coronal and sagittal slices show the vertical axis in-plane."""
+    if plane != "axial" or not context_mm:
+        return 0
+    return neighbour_offset(CASCADE_SPACING[2], float(context_mm))
+
+
+def plane_bank(offset: int) -> ClassifierBank:
+    """A plane's six classifiers: 3 input channels, or 9 when they read the neighbours too."""
+    return ClassifierBank(NETS, in_channels=9 if offset else 3)
+
+
+def plane_input(slices: np.ndarray, ks, offset: int) -> np.ndarray:
+    """What a plane's nets read of slices ks: (n, H, W), or (n, 3, H, W) with the slices `offset` away."""
+    if offset:
+        return with_neighbours(slices, ks, offset)
+    return slices[np.asarray(ks, int)]
+
+
 def fuse(p: np.ndarray, kernel) -> np.ndarray:
     """Weighted fusion with neighbouring slices, renormalized at the ends of the stack."""
     w = np.asarray(kernel, float)
@@ -73,22 +93,16 @@ class ThreePlaneCascade(Method):
     name = "cascade"
 
     def build(self, state):
-        self.context_mm = float(self.entry.input.get("context_mm") or 0.0)
+        self.offsets = {plane: context_offset(plane, self.entry.input.get("context_mm")) for plane in PLANES}
         self.banks = {}
         for plane in PLANES:
-            bank = ClassifierBank(NETS, in_channels=9 if self.reads_context(plane) else 3)
+            bank = plane_bank(self.offsets[plane])
             bank.load_state_dict(state[plane])
             self.banks[plane] = bank
 
-    def reads_context(self, plane):
-        """Whether this plane's nets read each slice with its neighbours (the axial plane of a 2.5D model)."""
-        return plane == "axial" and bool(self.context_mm)
-
     def network_input(self, slices, ks, plane):
-        """What the plane's nets read of slices ks: (n, H, W), or (n, 3, H, W) with the neighbours."""
-        if self.reads_context(plane):
-            return with_neighbours(slices, ks, neighbour_offset(CASCADE_SPACING[2], self.context_mm))
-        return slices[np.asarray(ks, int)]
+        """What the plane's nets read of slices ks (plane_input with this model's context)."""
+        return plane_input(slices, ks, self.offsets[plane])
 
     def networks(self):
         return list(self.banks.values())
