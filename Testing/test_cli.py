@@ -170,3 +170,12 @@ def test_ich_evaluate_reports_every_protocol(untrained_models, tmp_path):
     assert {"MIL point-in-box (001)", "cascade IoU≥0.4 (000)", "U-Net (003)"} <= groups
     assert "| method / protocol | metric | ours | 95 % CI | paper |" in (out / "report.md").read_text()
     assert rep["metrics"]["MIL point-in-box (001)"]["dice"]["paper"].startswith("58.08")
+
+
+def test_findings_json_keeps_the_rank_of_confident_slice_scores():
+    from ICHLocalizationLib.findings import Results
+
+    res = Results(input="x", volume=None)
+    res.slice_scores["unet"] = [0.999962, 0.999991, 0.2]
+    written = res.to_json()["slice_scores"]["unet"]
+    assert written[0] < written[1] and written[2] == 0.2

@@ -178,8 +178,10 @@ class Results:
         return out
 
     def to_json(self):
+        # slice scores keep 6 decimals: near 1, where a confident model's scores crowd, 4 decimals made
+        # 0.99996 and 0.99999 equal and cost the U-Net 0.03 of slice AUC on the Kaggle slices
         return {"input": self.input, "runs": [r.to_json() for r in self.runs],
-                "slice_scores": {k: [round(float(v), 4) for v in vals] for k, vals in self.slice_scores.items()},
+                "slice_scores": {k: [round(float(v), 6) for v in vals] for k, vals in self.slice_scores.items()},
                 "findings": [f.to_json() for f in self.findings], "warnings": list(self.warnings)}
 
     def dumps(self):
