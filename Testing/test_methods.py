@@ -272,21 +272,17 @@ def test_cascade_boxes_from_perfect_slice_labels_enclose_each_bleed(run):
     """The box stage alone: with each plane's true slice labels as its probabilities, the interval
     products, mapped back through the alignment of the tilted head, match every lesion at IoU 0.4
     with its subtype. (On the validation phantoms the box stage alone loses 7 of 43: README.)"""
-    from ICHLocalizationLib.findings import SUBTYPES
-    from ICHLocalizationLib.methods.cascade3d import PLANES, plane_slices
+    from ICHLocalizationLib.methods.cascade3d import PLANES
     from ICHLocalizationLib.preprocessing import PreparedScan, cascade_grid
+    from ICHTrainingLib.datasets.phantom import subtype_map
     from ICHTrainingLib.evaluate import match_boxes
+    from ICHTrainingLib.train import plane_labels
 
     ph, pipe, _ = run
     scan = PreparedScan(ph.volume)
     grid, m = scan.cascade_grid()
-    labels, _ = cascade_grid(ph.volume, scan.alignment, array=ph.mask, linear=False)
-    by_id = {les["id"]: les["subtype"] for les in ph.lesions}
-    probs = {}
-    for plane in PLANES:
-        lab = plane_slices(labels, plane)
-        on = [np.isin(lab, [i for i, s in by_id.items() if s == code]).any(axis=(1, 2)) for code in SUBTYPES]
-        probs[plane] = np.column_stack([np.any(on, axis=0)] + on).astype(float)
+    labels, _ = cascade_grid(ph.volume, scan.alignment, array=subtype_map(ph.mask, ph.lesions), linear=False)
+    probs = {plane: plane_labels(labels, plane).astype(float) for plane in PLANES}  # what the nets learn from
     boxes = pipe.instances["cascade"].boxes(probs, grid, m, scan.alignment, threshold=0.5, gap=0)
     pred = [b.to_json() for b in boxes]
     matches, _, missed = match_boxes(pred, ph.lesions, 0.4)
