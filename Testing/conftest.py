@@ -33,6 +33,33 @@ def sample_phantom():
     return generate(202, subtypes=["IPH", "SDH", "EDH"])
 
 
+@pytest.fixture(scope="session")
+def untrained_models(tmp_path_factory):
+    """A catalogue of randomly initialised networks: exercises every code path without the bundled weights."""
+    import torch
+
+    from ICHLocalizationLib.methods.cascade3d import NETS, PLANES
+    from ICHLocalizationLib.models import Catalogue, ModelEntry, file_sha256
+    from ICHLocalizationLib.networks import MILNet, SliceClassifier, build_unet
+    from ICHLocalizationLib.networks.classifier import ClassifierBank
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("models")
+    states = {"mil": MILNet().state_dict(), "unet": {"unet": build_unet().state_dict(), "gate": SliceClassifier().state_dict()},
+              "cascade": {p: ClassifierBank(NETS).state_dict() for p in PLANES}}
+    params = {"mil": {"detector": {"h": 0.0, "T": 0.5, "d": 10}},
+              "unet": {"threshold": 0.5, "gate_threshold": 0.0, "closing_mm": 4.0, "opening_mm": 2.0, "min_volume_ml": 0.0},
+              "cascade": {"fusion": {"kernel": [0.25, 0.5, 0.25], "threshold": 0.0}, "stage1_threshold": 0.0}}
+    entries = []
+    for m, state in states.items():
+        torch.save(state, d / f"{m}.pt")
+        entries.append(ModelEntry(id=f"{m}-untrained", method=m, version="0", default=True, directory=d,
+                                  files={"weights": {"file": f"{m}.pt", "sha256": file_sha256(d / f"{m}.pt")}},
+                                  input={"variant": "maxpool", "size": 128}, params=params[m]))
+    Catalogue(entries, d).save()
+    return d
+
+
 @pytest.fixture()
 def scene():
     from ICHLocalizationLib import headless

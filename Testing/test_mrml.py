@@ -110,3 +110,37 @@ def test_a_segmenter_that_finds_nothing_still_writes_its_segmentation(scene, tmp
     mrml.write_outputs(nodes, tmp_path)
     seg = slicerio.read_segmentation(str(tmp_path / "segmentation.seg.nrrd"))
     assert seg["segments"] == []
+
+
+def test_a_volume_is_read_in_world_coordinates_through_its_parent_transform(scene):
+    vol = oblique_volume()
+    node = mrml.volume_to_node(vol, name="moved")
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    shift = np.eye(4)
+    shift[:3, :3] = rotation_matrix(0.0, 0.0, 30.0)
+    shift[:3, 3] = [5.0, -12.0, 40.0]
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(shift))
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    np.testing.assert_allclose(mrml.volume_from_node(node).ijk_to_ras, shift @ vol.ijk_to_ras, atol=1e-9)
+    warp = scene.AddNewNodeByClass("vtkMRMLGridTransformNode")
+    node.SetAndObserveTransformNodeID(warp.GetID())
+    with pytest.raises(mrml.InputError, match="harden"):
+        mrml.volume_from_node(node)
+
+
+def test_a_node_loaded_from_a_damaged_file_is_refused(scene, tmp_path):
+    """Slicer's reader fills the missing half of a cut NIfTI with zeros; the node must not be used."""
+    vol = oblique_volume()
+    path = tmp_path / "ct.nii.gz"
+    import SimpleITK as sitk
+
+    sitk.WriteImage(vol.to_sitk(vol.hu.astype(np.int16)), str(path))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+    storage = scene.AddNode(node.CreateDefaultStorageNode())
+    storage.SetFileName(str(path))
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    assert storage.ReadData(node)
+    assert slicer.util.arrayFromVolume(node).shape == vol.shape, "the reader accepted the cut file"
+    with pytest.raises(mrml.InputError, match="ends early"):
+        mrml.volume_from_node(node)

@@ -51,7 +51,7 @@ def process_case(pipeline, path: Path, out_dir: Path, args, scene=False):
     if final.exists() and (final / "findings.json").exists() and not args.overwrite:
         return "skipped", "already done (use --overwrite to redo)", None
     volume = read_volume(path, spacing=optional_spacing(args.spacing), png_window=_window(args.png_window),
-                         series_uid=args.series_uid)
+                         series_uid=args.series_uid, allow_gaps=getattr(args, "allow_gaps", False))
     t0 = time.perf_counter()
     results = pipeline.run(volume)
     results.input = str(path)
@@ -120,6 +120,9 @@ def main(argv=None):
     ap.add_argument("--spacing", help="SX,SY,SZ in mm for inputs without geometry (PNG, bare DICOM slice)")
     ap.add_argument("--png-window", help="LEVEL,WIDTH the 8-bit PNG was exported with (default 40,80)")
     ap.add_argument("--series-uid", help="SeriesInstanceUID to read from a folder with several series")
+    ap.add_argument("--allow-gaps", action="store_true",
+                    help="run a DICOM series with slices missing from its middle (filled by interpolation, with a warning); "
+                         "by default such a series is refused")
     ap.add_argument("--scene", action="store_true", help="also write scene.mrml that opens in Slicer")
     ap.add_argument("--overwrite", action="store_true", help="redo scans that already have results")
     ap.add_argument("--debug", action="store_true", help="print tracebacks of unexpected errors")

@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .integrity import check_dicom_pixels, check_image_file, damaged
 from .volume import CTVolume, InputError
 
 PADDING_VALUES_HU = (-2000, -2048, -3024)  # scanner padding outside the reconstruction circle
@@ -19,13 +20,18 @@ PNG_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def read_volume(path, spacing: Optional[Sequence[float]] = None, png_window=(40.0, 80.0),
-                series_uid: Optional[str] = None, validate: bool = True) -> CTVolume:
-    """Read any supported input into a CTVolume in HU (and check that it is a head CT)."""
+                series_uid: Optional[str] = None, validate: bool = True, allow_gaps: bool = False) -> CTVolume:
+    """Read any supported input into a CTVolume in HU (and check that it is a whole head CT).
+
+    A damaged or incomplete file is refused before it is read (`integrity`); a DICOM series with
+    slices missing from its middle is refused unless `allow_gaps`, which fills them by interpolation
+    and records their positions in the volume's warnings.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
-        volume = read_dicom_folder(path, series_uid=series_uid, spacing=spacing)
+        volume = read_dicom_folder(path, series_uid=series_uid, spacing=spacing, allow_gaps=allow_gaps)
     else:
         name = path.name.lower()
         if name.endswith(PNG_SUFFIXES):
@@ -43,6 +49,7 @@ def read_volume(path, spacing: Optional[Sequence[float]] = None, png_window=(40.
 def read_itk_image(path: Path, spacing=None) -> CTVolume:
     import SimpleITK as sitk
 
+    check_image_file(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError:
@@ -92,16 +99,23 @@ def _read_header(path):
         return None
 
 
-def read_dicom_folder(folder: Path, series_uid=None, spacing=None) -> CTVolume:
-    """Read the axial CT series of a folder (or the one named by SeriesInstanceUID)."""
+def read_dicom_folder(folder: Path, series_uid=None, spacing=None, allow_gaps=False) -> CTVolume:
+    """Read the axial CT series of a folder (or the one named by SeriesInstanceUID).
+
+    Files that are not DICOM (notes, thumbnails) are skipped; a DICOM file cut short is refused.
+    """
     files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
     if not files:
         raise InputError(f"{folder}: the folder is empty; give a folder with a DICOM series or an image file")
     series = defaultdict(list)
     unreadable = 0
     for p in files:
+        if p.stat().st_size == 0:
+            raise damaged(p, "0 bytes, an interrupted copy?")
         ds = _read_header(p)
         if ds is None or "PixelData" not in ds and not hasattr(ds, "Rows"):
+            if _is_dicom_image(p, ds):
+                raise damaged(p, "a DICOM image cut short before its pixel data")
             unreadable += 1
             continue
         series[str(getattr(ds, "SeriesInstanceUID", "unknown"))].append((p, ds))
@@ -115,13 +129,22 @@ def read_dicom_folder(folder: Path, series_uid=None, spacing=None) -> CTVolume:
     else:
         uid = _choose_axial_ct_series(series)
     members = series[uid]
-    volume = _stack_dicom_slices(members, folder.name, spacing)
+    volume = _stack_dicom_slices(members, folder.name, spacing, allow_gaps)
     if len(series) > 1:
         volume.warnings.append(f"{len(series)} series in the folder; used {uid} ({len(members)} slices)")
     if unreadable:
         volume.warnings.append(f"{unreadable} unreadable file(s) skipped")
     volume.metadata["SeriesInstanceUID"] = uid
     return volume
+
+
+def _is_dicom_image(path: Path, ds) -> bool:
+    """A DICOM image file by its meta header (or its preamble, when even that cannot be parsed)."""
+    if ds is None:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    uid = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+    return uid is not None and "Image Storage" in getattr(uid, "name", "")
 
 
 def _choose_axial_ct_series(series):
@@ -138,7 +161,7 @@ def _choose_axial_ct_series(series):
     return uid
 
 
-def _stack_dicom_slices(members, name, spacing=None) -> CTVolume:
+def _stack_dicom_slices(members, name, spacing=None, allow_gaps=False) -> CTVolume:
     import pydicom
 
     first = members[0][1]
@@ -164,7 +187,14 @@ def _stack_dicom_slices(members, name, spacing=None) -> CTVolume:
                          "pick one series with --series-uid")
     warnings = []
     dz = float(np.median(steps))
-    if np.abs(steps - dz).max() > 0.1 * dz + 0.05:
+    missing = _missing_positions(along, dz)
+    if missing and not allow_gaps:
+        raise InputError(f"{name}: {len(missing)} slice(s) missing from the series at {_mm(missing)} "
+                         "(an incomplete transfer?); send the whole series again, or pass --allow-gaps to fill them")
+    if missing:
+        warnings.append(f"{len(missing)} slice(s) missing from the series at position(s) {_mm(missing)} were filled by "
+                        "interpolation: a bleed there may be missed or misplaced")
+    elif np.abs(steps - dz).max() > 0.1 * dz + 0.05:
         warnings.append(f"non-uniform slice spacing ({steps.min():.2f}–{steps.max():.2f} mm); "
                         f"the median {dz:.2f} mm is used, so positions between gaps are approximate")
     offsets = positions - positions[0]
@@ -184,6 +214,8 @@ def _stack_dicom_slices(members, name, spacing=None) -> CTVolume:
     if len(shapes) != 1:
         raise InputError(f"{name}: slices of different sizes {sorted(shapes)}; not one series")
     hu = np.stack(slices)
+    if missing:
+        hu = _fill_missing(hu, along, dz)
     direction = np.column_stack([row, col, normal])
     vol = CTVolume.from_lps(hu, (float(px[1]), float(px[0]), dz), positions[0], direction, name=name)
     vol.warnings += warnings
@@ -191,7 +223,33 @@ def _stack_dicom_slices(members, name, spacing=None) -> CTVolume:
     return vol
 
 
+def _missing_positions(along, dz):
+    """Positions (mm along the slice normal) of slices missing where a step is at least 1.5 spacings."""
+    missing = []
+    for start, step in zip(along[:-1], np.diff(along)):
+        count = int(round(step / dz)) - 1 if step > 1.5 * dz else 0
+        missing += [float(start + step * (m + 1) / (count + 1)) for m in range(count)]
+    return missing
+
+
+def _fill_missing(hu, along, dz):
+    """The slices on a regular grid of spacing about dz, missing ones linearly interpolated."""
+    counts = [int(round(step / dz)) if step > 1.5 * dz else 1 for step in np.diff(along)]
+    out = [hu[0]]
+    for k, count in enumerate(counts):
+        for m in range(1, count + 1):
+            w = m / count
+            out.append((1 - w) * hu[k] + w * hu[k + 1])
+    return np.stack(out).astype(np.float32)
+
+
+def _mm(positions):
+    shown = ", ".join(f"{p:.1f}" for p in positions[:5])
+    return f"{shown}{' …' if len(positions) > 5 else ''} mm"
+
+
 def _dicom_hu(ds, path):
+    check_dicom_pixels(ds, path)
     try:
         raw = ds.pixel_array
     except Exception as exc:  # noqa: BLE001
@@ -226,6 +284,8 @@ def read_dicom_file(path: Path, spacing=None) -> CTVolume:
         ds = pydicom.dcmread(str(path))
     except Exception:  # noqa: BLE001
         raise InputError(f"{Path(path).name}: not a readable DICOM file (truncated or another format)")
+    if "PixelData" not in ds and _is_dicom_image(path, ds):
+        raise damaged(path, "a DICOM image cut short before its pixel data")
     if "PixelData" not in ds:
         raise InputError(f"{Path(path).name}: DICOM without image data (a report or structured document?)")
     modality = str(getattr(ds, "Modality", "CT")).upper()
@@ -271,8 +331,8 @@ def read_png_slice(path: Path, spacing, png_window=(40.0, 80.0)) -> CTVolume:
     try:
         img = Image.open(path)
         img.load()
-    except Exception:  # noqa: BLE001
-        raise InputError(f"{path.name}: not a readable image")
+    except Exception:  # noqa: BLE001 - Pillow refuses a cut or corrupted PNG/JPEG in several ways
+        raise InputError(f"{path.name}: not a readable image (incomplete or damaged?); export it again")
     rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
     if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean() > 8.0:
         raise InputError(f"{path.name}: a colour image, not a greyscale CT slice; export the CT slice in greyscale")

@@ -10,7 +10,8 @@ from typing import Dict, Optional
 import numpy as np
 
 from .findings import ICH_INFO, Results, subtype_info, terminology_entry
-from .volume import CTVolume
+from .integrity import check_image_file
+from .volume import CTVolume, InputError
 
 
 def _slicer():
@@ -21,17 +22,48 @@ def _slicer():
 
 
 def volume_from_node(node) -> CTVolume:
-    """A scalar volume node (any orientation) → CTVolume in HU."""
+    """A scalar volume node (any orientation, under any linear transform) → CTVolume in HU (world RAS).
+
+    The file the node was loaded from, when there is one, must be whole: Slicer's NIfTI reader
+    fills a truncated file with zeros, so the check runs here as it does before our own readers.
+    """
     slicer = _slicer()
     import vtk
 
+    _check_source_file(node)
     arr = slicer.util.arrayFromVolume(node)
     m = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
-    ijk_to_ras = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    ijk_to_ras = _to_world(node) @ _numpy(m)
     vol = CTVolume(np.array(arr, dtype=np.float32), ijk_to_ras, name=node.GetName())
     vol.hu = np.where(vol.hu <= -1900, -1000.0, vol.hu).astype(np.float32)  # scanner padding → air
     return vol
+
+
+def _numpy(matrix):
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _to_world(node):
+    """4×4 from the node's coordinates to world RAS through its parent transforms (identity if none)."""
+    import vtk
+
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return np.eye(4)
+    if not parent.IsTransformToWorldLinear():
+        raise InputError(f"{node.GetName()}: the volume is under a non-linear transform; harden the transform "
+                         "(Data module: right-click → Harden transform) and run again")
+    m = vtk.vtkMatrix4x4()
+    parent.GetMatrixTransformToWorld(m)
+    return _numpy(m)
+
+
+def _check_source_file(node):
+    storage = node.GetStorageNode()
+    name = storage.GetFileName() if storage is not None else None
+    if name and Path(name).is_file():
+        check_image_file(Path(name))
 
 
 def volume_to_node(volume: CTVolume, name=None, array=None, scene=None):

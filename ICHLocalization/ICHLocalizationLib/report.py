@@ -78,10 +78,13 @@ def overview_png(results: Results, path, n_slices=4):
         tiles.append(img)
     h = max(t.size[1] for t in tiles)
     header = 56
-    canvas = Image.new("RGB", (TILE * len(tiles), h + header), (0, 0, 0))
+    notes = _warning_lines(results.warnings, TILE * len(tiles) // 7)
+    canvas = Image.new("RGB", (TILE * len(tiles), h + header + 16 * len(notes) + (8 if notes else 0)), (0, 0, 0))
     for n, t in enumerate(tiles):
         canvas.paste(t, (n * TILE, header))
     draw = ImageDraw.Draw(canvas)
+    for n, line in enumerate(notes):
+        draw.text((8, h + header + 4 + 16 * n), line, fill=(255, 90, 60))
     draw.text((8, 6), f"{results.input}: " + summary_line(results), fill=(255, 255, 255))
     draw.text((8, 24), "Research use only: models trained on synthetic phantoms, not for diagnosis.", fill=(255, 160, 0))
     x = 8
@@ -93,6 +96,13 @@ def overview_png(results: Results, path, n_slices=4):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
     return path
+
+
+def _warning_lines(warnings, width):
+    """Each warning as 'Warning: …', wrapped to the canvas width (characters)."""
+    import textwrap
+
+    return [line for w in warnings for line in textwrap.wrap(f"Warning: {w}", width)]
 
 
 def summary_line(results: Results) -> str:
