@@ -2,18 +2,21 @@
 
 Thin Slicer glue over ICHLocalizationLib (Slicer-independent): the widget reads the settings into a
 parameter node, the logic runs the pipeline in a background thread (torch releases the GIL, so the
-application stays responsive) and creates the output nodes on the main thread through mrml.py.
+application stays responsive) and creates the output nodes on the main thread through mrml.py. A
+batch of files runs in a separate process (`ich-localize`), never in the user's scene.
 """
 import json
 import logging
 import os
 import threading
+import time
+from typing import Annotated
 
 import qt
 import slicer
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleWidget)
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
 try:
@@ -22,6 +25,7 @@ except ImportError:  # older Slicer
     vtkMRMLScalarVolumeNode = slicer.vtkMRMLScalarVolumeNode
 
 METHODS = ("cascade", "mil", "unet")
+DEVICES = ("auto", "cpu", "cuda")
 # import name → pip requirement
 PYTHON_PACKAGES = {"torch": "torch", "monai": "monai>=1.3", "skimage": "scikit-image", "pydicom": "pydicom>=2.4",
                    "bayes_opt": "bayesian-optimization", "tqdm": "tqdm"}
@@ -68,10 +72,11 @@ def registerSampleData():
     except ImportError:
         return
     icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "ICHLocalization.png")
+    # SampleData's button calls customDownloader(source); the phantom is generated, never downloaded.
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="ICH Localization", sampleName="ICH phantom", uris=["phantom://7"], fileNames=["ICHPhantom7.nrrd"],
-        nodeNames=["ICH phantom"], thumbnailFileName=icon, loadFiles=False,
-        customDownloader=lambda *args, **kwargs: ICHLocalizationLogic().loadPhantomSample())
+        nodeNames=["ICH phantom"], thumbnailFileName=icon,
+        customDownloader=lambda source=None: ICHLocalizationLogic().loadPhantomSample())
 
 
 @parameterNodeWrapper
@@ -80,13 +85,14 @@ class ICHLocalizationParameterNode:
     runCascade: bool = True
     runMil: bool = True
     runUnet: bool = True
-    device: str = "auto"
-    detectorH: float = -1.0  # < 0: the model's tuned value
-    detectorT: float = -1.0
-    detectorD: int = -1
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    # the ranges are the .ui's: Slicer's connectors replace a widget's range with the annotation's
+    detectorH: Annotated[float, WithinRange(-1.0, 2.0)] = -1.0  # < 0: the model's tuned value
+    detectorT: Annotated[float, WithinRange(-1.0, 2.0)] = -1.0
+    detectorD: Annotated[int, WithinRange(-1, 100)] = -1
     overridePostprocessing: bool = False  # False: the models' tuned values
-    unetThreshold: float = 0.5
-    fusionCenterWeight: float = 0.5
+    unetThreshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.5
+    fusionCenterWeight: Annotated[float, WithinRange(0.2, 1.0)] = 0.5
 
 
 class ICHLocalizationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -104,7 +110,6 @@ class ICHLocalizationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = ICHLocalizationLogic()
-        self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda"])
         self.ui.deviceLabel.text = self.logic.deviceDescription()
         self.ui.warningLabel.text = ("Research use only: the bundled models are trained on synthetic phantoms "
                                      "and are not for clinical use.")
@@ -150,6 +155,8 @@ class ICHLocalizationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = node
         if node:
             self._guiConnection = node.connectGui(self.ui)
+            if not self.logic.cudaAvailable():
+                self.ui.deviceComboBox.setItemText(DEVICES.index("cuda"), "cuda (no GPU found)")
 
     def onLoadSample(self):
         with slicer.util.tryWithErrorDisplay("Could not create the phantom.", waitCursor=True):
@@ -167,6 +174,10 @@ class ICHLocalizationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay("Choose an input CT volume and at least one method.")
             return
         if not self.logic.ensureDependencies():
+            return
+        if p.device == "cuda" and not self.logic.cudaAvailable():
+            slicer.util.errorDisplay("No CUDA GPU is available to PyTorch here: choose auto or cpu, or install a CUDA "
+                                     "build of PyTorch (PyTorch extension → PyTorch Utils) and restart Slicer.")
             return
         params = {}
         if p.overridePostprocessing:
@@ -212,7 +223,9 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self._thread = None
         self._cancel = False
+        self._timer = None
         self.lastSummary = ""
+        self.mainThreadSeconds = 0.0  # of the last process(): what the application could not respond during
 
     def getParameterNode(self):
         return ICHLocalizationParameterNode(super().getParameterNode())
@@ -222,12 +235,14 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
         return self._thread is not None and self._thread.is_alive()
 
     def cancel(self):
+        """Takes effect at the running method's next step (a batch of slices, a plane)."""
         self._cancel = True
 
     # --- dependencies --------------------------------------------------------------------------
     def ensureDependencies(self, askConfirmation=True):
-        """torch via the PyTorch extension when present, else pip; the rest with pip, upgrading only
-        what is missing, so Slicer's own numpy and SimpleITK are never replaced."""
+        """torch through the PyTorch extension when present (a CUDA build where an NVIDIA driver is
+        found), else pip's CPU/CUDA default; the rest with pip, upgrading only what is missing, so
+        Slicer's own numpy and SimpleITK are never replaced."""
         missing = {pkg for module, pkg in PYTHON_PACKAGES.items() if not _importable(module)}
         if not missing:
             return True
@@ -238,13 +253,14 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
         if "torch" in missing:
             try:
                 import PyTorchUtils
-
-                PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)
             except ImportError:
                 slicer.util.pip_install("torch")
+            else:
+                if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=">=2.0") is None:
+                    return False
         others = sorted(missing - {"torch"})
         if others:
-            slicer.util.pip_install(" ".join(others) + " --upgrade-strategy only-if-needed")
+            slicer.util.pip_install(" ".join(others) + " --upgrade-strategy only-if-needed")  # a string: pip's own syntax
         return True
 
     # --- models and devices ----------------------------------------------------------------------
@@ -265,39 +281,55 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
         except ImportError:
             return "PyTorch not installed yet"
 
+    def cudaAvailable(self):
+        try:
+            import torch
+        except ImportError:
+            return False
+        return torch.cuda.is_available()
+
     # --- processing ------------------------------------------------------------------------------
     def process(self, volumeNode, methods=METHODS, device="auto", params=None, modelIds=None,
                 waitForCompletion=True, progress=None, finished=None):
         """Run the methods on a volume node. With waitForCompletion the output nodes are returned;
-        otherwise the work runs in a background thread and `finished(nodes, error)` is called."""
+        otherwise the work runs in a background thread, `progress(fraction, label)` and then
+        `finished(nodes, error)` are called on the main thread, and None is returned."""
         from ICHLocalizationLib import mrml
-        from ICHLocalizationLib.io import validate_head_ct
-        from ICHLocalizationLib.pipeline import Pipeline
 
         if self.isRunning:
             raise RuntimeError("ICH Localization is already running; cancel it or wait for it to finish")
-        volume = mrml.volume_from_node(volumeNode)
-        validate_head_ct(volume)
-        pipeline = Pipeline(methods, model_ids=modelIds, device=device, params=params, log=logging.info)
+        started = time.perf_counter()
+        volume = mrml.volume_from_node(volumeNode, check_source=False)  # a copy: the thread never reads the node
+        source = mrml.source_file(volumeNode)
         self._cancel = False
-        state = {"results": None, "error": None, "progress": (0.0, "starting")}
+        self.mainThreadSeconds = time.perf_counter() - started
+        state = {"results": None, "error": None, "progress": (0.0, "loading the models")}
 
         def work():
+            """Everything slow, off the main thread: file check, validation, model loading, the methods."""
             try:
+                from ICHLocalizationLib.integrity import check_image_file
+                from ICHLocalizationLib.io import validate_head_ct
+                from ICHLocalizationLib.pipeline import Pipeline
+
+                if source:
+                    check_image_file(source)
+                validate_head_ct(volume)
+                pipeline = Pipeline(methods, model_ids=modelIds, device=device, params=params, log=logging.info)
                 state["results"] = pipeline.run(volume, progress=lambda f, l: state.__setitem__("progress", (f, l)),
                                                 cancelled=lambda: self._cancel)
             except Exception as exc:  # noqa: BLE001 - reported on the main thread
                 state["error"] = exc
 
         def createNodes():
-            if state["error"] is not None:
-                return None
+            started = time.perf_counter()
             results = state["results"]
             results.input = volumeNode.GetName()
             nodes = mrml.results_to_nodes(results, volumeNode)
             from ICHLocalizationLib.report import summary_line
 
             self.lastSummary = summary_line(results)
+            self.mainThreadSeconds += time.perf_counter() - started
             return nodes
 
         if waitForCompletion:
@@ -307,36 +339,61 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
             return createNodes()
         self._thread = threading.Thread(target=work, daemon=True)
         self._thread.start()
-        timer = qt.QTimer()
-        timer.setInterval(200)
 
         def poll():
             if progress:
                 progress(*state["progress"])
             if self._thread.is_alive():
                 return
-            timer.stop()
-            try:
-                nodes = createNodes()
-                if finished:
-                    finished(nodes, state["error"])
-            except Exception as exc:  # noqa: BLE001
-                if finished:
-                    finished(None, exc)
+            self._stopTimer()
+            nodes, error = None, state["error"]
+            if error is None:
+                try:
+                    nodes = createNodes()
+                except Exception as exc:  # noqa: BLE001 - shown to the user
+                    error = exc
+            if finished:
+                finished(nodes, error)
 
-        timer.connect("timeout()", poll)
-        timer.start()
-        self._timer = timer  # keep a reference while it runs
+        self._startTimer(poll)
         return None
 
-    def processFiles(self, paths, outputDir, methods=METHODS, device="auto", overwrite=False):
-        """Batch: the same per-scan folders and summary.csv as `ich-localize`."""
-        from ICHLocalizationLib import cli
+    def _startTimer(self, callback):
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.connect("timeout()", callback)
+        self._timer.start()
 
-        args = [*map(str, paths), "--out", str(outputDir), "--methods", ",".join(methods), "--device", device]
-        if overwrite:
-            args.append("--overwrite")
-        return cli.main(args)
+    def _stopTimer(self):
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def processFiles(self, paths, outputDir, methods=METHODS, device="auto", overwrite=False,
+                     waitForCompletion=False, progress=None, finished=None):
+        """Batch: the same per-scan folders and summary.csv as `ich-localize`, run by it in a separate
+        process, so Slicer stays responsive and nothing is added to the scene. Returns the exit status
+        when waitForCompletion, else the running `BatchProcess` (`.cancel()`, `.returncode`); then
+        `progress(fraction, lastLine)` and `finished(exitStatus)` are called on the main thread."""
+        from ICHLocalizationLib.batch import BatchProcess
+
+        batch = BatchProcess(paths, outputDir, methods=methods, device=device, overwrite=overwrite)
+        if waitForCompletion:
+            return batch.wait()
+
+        def poll():
+            if progress:
+                progress(batch.fraction, batch.lines[-1] if batch.lines else "starting")
+            if batch.returncode is None:
+                return
+            self._stopTimer()
+            for line in batch.lines:
+                logging.info(line)
+            if finished:
+                finished(batch.returncode)
+
+        self._startTimer(poll)
+        return batch
 
     def loadPhantomSample(self, seed=7):
         """Generate the 'ICH phantom' sample (seed 7: all five subtypes) and load it as a volume node."""
@@ -352,3 +409,94 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
             display.SetAutoWindowLevel(False)
             display.SetWindowLevel(80, 40)
         return node
+
+
+class ICHLocalizationTest(ScriptedLoadableModuleTest):
+    """Slicer's self-test ("Reload and Test"): the phantom sample through the logic, the way Apply runs
+    it (background thread, results on the main thread), findings checked against the phantom's truth."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_findings_match_the_phantom_truth()
+        self.setUp()
+        self.test_cancel_stops_a_running_method()
+
+    def _runInBackground(self, logic, volumeNode, **kwargs):
+        done = {}
+        logic.process(volumeNode, waitForCompletion=False, finished=lambda nodes, error: done.update(nodes=nodes, error=error),
+                      **kwargs)
+        deadline = time.monotonic() + 900
+        while not done and time.monotonic() < deadline:
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        self.assertTrue(done, "the background run did not finish")
+        return done["nodes"], done["error"]
+
+    def test_findings_match_the_phantom_truth(self):
+        """Boxes at the protocol's IoU ≥ 0.4, points in the bleeds, a segment per large bleed."""
+        import numpy as np
+
+        def box_iou(a, b):
+            overlap = np.prod(np.clip(np.minimum(a[1], b[1]) - np.maximum(a[0], b[0]), 0, None))
+            return overlap / (np.prod(a[1] - a[0]) + np.prod(b[1] - b[0]) - overlap)
+
+        logic = ICHLocalizationLogic()
+        volumeNode = logic.loadPhantomSample()
+        truth = json.loads(volumeNode.GetAttribute("ICH.truth"))
+        nodes, error = self._runInBackground(logic, volumeNode, methods=METHODS, device="cpu")
+        self.assertIsNone(error)
+
+        def box(lesion):
+            return np.array(lesion["bbox_ras"]["min"]), np.array(lesion["bbox_ras"]["max"])
+
+        matched = set()
+        for roi in (n for k, n in nodes.items() if k.startswith("box")):
+            bounds = [0.0] * 6
+            roi.GetRASBounds(bounds)
+            found = np.array(bounds[0::2]), np.array(bounds[1::2])
+            subtype = roi.GetAttribute("ICH.subtype")
+            matched |= {l["subtype"] for l in truth if l["subtype"] == subtype and box_iou(found, box(l)) >= 0.4}
+        self.assertTrue(matched, "no box matches a bleed of its subtype at IoU >= 0.4")
+
+        points = nodes["points"]
+        inside = [any(np.all(box(l)[0] - 2 <= p) and np.all(p <= box(l)[1] + 2) for l in truth)
+                  for p in (np.array(points.GetNthControlPointPositionWorld(i)) for i in range(points.GetNumberOfControlPoints()))]
+        self.assertGreaterEqual(np.mean(inside), 0.8, "MIL points outside the bleeds")
+
+        segmentation = nodes["segmentation"].GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        largest = max(truth, key=lambda lesion: lesion["volume_ml"])
+        self.assertIn(largest["subtype"], ids, "the largest bleed has no segment of its subtype")
+        spacing = volumeNode.GetSpacing()
+        segmented = sum(slicer.util.arrayFromSegmentBinaryLabelmap(nodes["segmentation"], i, volumeNode).sum()
+                        for i in ids) * np.prod(spacing) / 1000.0
+        bleeding = sum(lesion["volume_ml"] for lesion in truth)
+        self.assertTrue(0.6 * bleeding <= segmented <= 1.4 * bleeding, f"{segmented:.1f} mL segmented, {bleeding:.1f} mL bleed")
+        self.assertLess(logic.mainThreadSeconds, 5.0)
+        self.delayDisplay("ICH Localization: findings match the phantom's truth")
+
+    def test_cancel_stops_a_running_method(self):
+        logic = ICHLocalizationLogic()
+        volumeNode = logic.loadPhantomSample()
+        before = slicer.mrmlScene.GetNumberOfNodes()
+        labels = []
+
+        def progress(fraction, label):
+            labels.append(label)
+            if fraction > 0.05:
+                logic.cancel()
+
+        done = {}
+        logic.process(volumeNode, methods=("unet",), device="cpu", waitForCompletion=False, progress=progress,
+                      finished=lambda nodes, error: done.update(nodes=nodes, error=error))
+        while not done:
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        from ICHLocalizationLib.pipeline import Cancelled
+
+        self.assertIsInstance(done["error"], Cancelled)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before, "a cancelled run adds nothing to the scene")
+        self.delayDisplay("ICH Localization: cancel stops a running method")

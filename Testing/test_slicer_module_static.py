@@ -2,6 +2,7 @@
 their .ui; parameter-node bindings match; CMake lists every script; Python 3.9 syntax."""
 import ast
 import re
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -58,6 +59,11 @@ def test_extension_metadata_and_self_test_registration():
     from PIL import Image
 
     assert Image.open(ROOT / "ICHExtension.png").size == (128, 128)
+    urls = re.search(r'EXTENSION_SCREENSHOTURLS "([^"]*)"', top).group(1).split() + [
+        re.search(r'EXTENSION_ICONURL "([^"]*)"', top).group(1)]
+    for url in urls:
+        assert (ROOT / url.split("/main/", 1)[1]).is_file(), f"{url}: not a file in the repository"
+        assert not subprocess.run(["git", "check-ignore", "-q", url.split("/main/", 1)[1]], cwd=ROOT).returncode == 0, url
 
 
 def test_module_code_is_python_39():

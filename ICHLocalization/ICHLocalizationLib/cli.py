@@ -9,6 +9,7 @@ import argparse
 import csv
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -139,9 +140,11 @@ def main(argv=None):
     except (InputError, ModelError) as exc:
         print(f"ich-localize: {exc}", file=sys.stderr)
         return 2
+    if hasattr(signal, "SIGBREAK"):  # Windows: a batch started by Slicer is cancelled with Ctrl+Break
+        signal.signal(signal.SIGBREAK, signal.default_int_handler)
     rows, failed = [], 0
     progress = _progress(inputs)
-    for path in progress:
+    for n, path in enumerate(progress, 1):
         t0 = time.perf_counter()
         try:
             status, detail, results = process_case(pipeline, path, out_dir, args, scene=args.scene)
@@ -169,6 +172,7 @@ def main(argv=None):
             print(f"ich-localize: {detail}" if named else f"ich-localize: {path}: {detail}", file=sys.stderr)
         rows.append({"input": str(path), "case": case_name(path), "status": status, "detail": detail,
                      "seconds": round(time.perf_counter() - t0, 2)})
+        _write(progress, f"[{n}/{len(inputs)}] {case_name(path)}: {status}")
     _summary(out_dir, rows)
     return 1 if failed else 0
 

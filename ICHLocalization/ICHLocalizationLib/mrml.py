@@ -21,7 +21,7 @@ def _slicer():
     return slicer
 
 
-def volume_from_node(node) -> CTVolume:
+def volume_from_node(node, check_source: bool = True) -> CTVolume:
     """A scalar volume node (any orientation, under any linear transform) → CTVolume in HU (world RAS).
 
     The file the node was loaded from, when there is one, must be whole: Slicer's NIfTI reader
@@ -30,7 +30,9 @@ def volume_from_node(node) -> CTVolume:
     slicer = _slicer()
     import vtk
 
-    _check_source_file(node)
+    source = source_file(node) if check_source else None
+    if source is not None:
+        check_image_file(source)
     arr = slicer.util.arrayFromVolume(node)
     m = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
@@ -59,11 +61,11 @@ def _to_world(node):
     return _numpy(m)
 
 
-def _check_source_file(node):
+def source_file(node) -> Optional[Path]:
+    """The file a node was loaded from (its storage node's), if it still exists."""
     storage = node.GetStorageNode()
     name = storage.GetFileName() if storage is not None else None
-    if name and Path(name).is_file():
-        check_image_file(Path(name))
+    return Path(name) if name and Path(name).is_file() else None
 
 
 def volume_to_node(volume: CTVolume, name=None, array=None, scene=None):
@@ -138,6 +140,7 @@ def _roi_node(scene, box, n):
     node.GetDisplayNode().SetSelectedColor(*info.color)
     node.GetDisplayNode().SetColor(*info.color)
     node.SetDescription(f"{box.method}: {info.name}, probability {box.probability:.2f}")
+    node.SetAttribute("ICH.subtype", box.subtype or "ICH")
     return node
 
 

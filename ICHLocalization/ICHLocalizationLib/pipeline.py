@@ -55,6 +55,9 @@ class Pipeline:
             method = self.instances[name]
 
             def sub_progress(frac, label="", i=i):
+                """Each method reports its steps here, so a cancel takes effect within a method."""
+                if cancelled and cancelled():
+                    raise Cancelled("cancelled by the user")
                 if progress:
                     progress((i + min(max(frac, 0.0), 1.0)) / n, label or name)
 

@@ -36,7 +36,8 @@ def load_training_records(spec: str, cache: str, workers: int = 2, twins: bool =
     return load_dataset_records(spec, cache, workers, twins)
 
 
-def train_main(argv=None):
+def train_parser():
+    """`ich-train`'s options (the Slicer module builds its command line from the same parser)."""
     ap = argparse.ArgumentParser(prog="ich-train", description="Train a model of the extension.")
     ap.add_argument("method", choices=("mil", "unet", "cascade"))
     ap.add_argument("--variant", choices=("maxpool", "attention"), default="maxpool", help="MIL pooling")
@@ -69,7 +70,11 @@ def train_main(argv=None):
                                       "planes' classifiers are kept as --init has them")
     ap.add_argument("--register", action="store_true", help="add the trained model to the catalogue in --models")
     ap.add_argument("--models", help="catalogue folder for --register (default: the bundled one)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def train_main(argv=None):
+    args = train_parser().parse_args(argv)
     from .train import TrainConfig, run_training
 
     cfg = TrainConfig(method=args.method, out=args.out, variant=args.variant, epochs=args.epochs,

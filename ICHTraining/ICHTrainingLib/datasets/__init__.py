@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+DATASET_KINDS = ("phantom", "ctich", "rsna")  # what load_dataset_records reads (the Slicer module offers these)
+
 
 def load_dataset_records(spec: str, cache="cache", workers=2, twins=False):
     """'phantom:1-120', 'ctich:DIR' (PhysioNet layout), 'rsna:DICOM_DIR,LABELS_CSV' → records.
