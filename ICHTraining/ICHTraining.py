@@ -118,7 +118,9 @@ class ICHTrainingLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def dataSpec(dataset, dataFolder, phantomSeeds):
         """The --data of `ich-train`: phantom:SEEDS, or KIND:FOLDER for a real dataset."""
-        return f"phantom:{phantomSeeds}" if dataset == "phantom" else f"{dataset}:{_chosen(dataFolder, 'the dataset folder')}"
+        from ICHTrainingLib.datasets import folder_spec
+
+        return f"phantom:{phantomSeeds}" if dataset == "phantom" else folder_spec(dataset, _chosen(dataFolder, "the dataset folder"))
 
     @staticmethod
     def arguments(method, dataSpec, outputDir, epochs=10, device="auto", extra=()):

@@ -188,7 +188,8 @@ def tune_main(argv=None):
 
 def evaluate_main(argv=None):
     ap = argparse.ArgumentParser(prog="ich-evaluate", description="Score models with the papers' protocols.")
-    ap.add_argument("--data", required=True, help="phantom:9001-9010, ctich-slices:DIR, kaggle:DIR, …")
+    ap.add_argument("--data", required=True,
+                    help="phantom:9001-9010, ctich-jpg:folds=0-4, phe:folds=0-4, ctich-slices:DIR, kaggle:DIR")
     ap.add_argument("--methods", default="cascade,mil,unet")
     ap.add_argument("--models", help="catalogue folder")
     ap.add_argument("--device", default="cpu")
@@ -199,8 +200,9 @@ def evaluate_main(argv=None):
 
     t0 = time.time()
     try:
+        per_scan = []
         report = evaluate_dataset(args.data, [m.strip() for m in args.methods.split(",") if m.strip()],
-                                  models=args.models, device=args.device, bootstrap=args.bootstrap)
+                                  models=args.models, device=args.device, bootstrap=args.bootstrap, per_scan=per_scan)
     except (InputError, ModelError, ValueError) as exc:
         return _fail("ich-evaluate", str(exc))
     md = report.markdown()
@@ -209,6 +211,8 @@ def evaluate_main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.md").write_text(md)
         (out / "report.json").write_text(json.dumps(report.to_json(), indent=1))
+        if per_scan:
+            (out / "scans.json").write_text(json.dumps(per_scan))
     print(md)
     print(f"({time.time() - t0:.0f} s)", file=sys.stderr)
     return 0

@@ -147,7 +147,7 @@ PAPER = {"mil_dice": "58.08 (pool, CQ500)", "mil_se": "54.72", "mil_ppv": "61.88
 
 
 # --- datasets ------------------------------------------------------------------------------------
-def evaluate_dataset(spec: str, methods, models=None, device="cpu", bootstrap=1000) -> Report:
+def evaluate_dataset(spec: str, methods, models=None, device="cpu", bootstrap=1000, per_scan=None) -> Report:
     kind, _, arg = spec.partition(":")
     kind = kind.lower()
     from ICHLocalizationLib.pipeline import Pipeline
@@ -159,7 +159,10 @@ def evaluate_dataset(spec: str, methods, models=None, device="cpu", bootstrap=10
         return evaluate_phantoms(pipeline, parse_seeds(arg), methods, bootstrap)
     if kind in ("ctich-slices", "kaggle"):
         return evaluate_real(kind, arg, pipeline, methods, bootstrap)
-    raise ValueError(f"unknown dataset {kind!r} for ich-evaluate; use phantom:SEEDS, ctich-slices:DIR or kaggle:DIR")
+    if kind in ("ctich-jpg", "phe"):
+        return evaluate_real_scans(kind, arg, pipeline, methods, bootstrap, per_scan)
+    raise ValueError(f"unknown dataset {kind!r} for ich-evaluate; use phantom:SEEDS, ctich-jpg:folds=0-4, "
+                     "phe:folds=0-4, ctich-slices:DIR or kaggle:DIR")
 
 
 def evaluate_phantoms(pipeline, seeds, methods, bootstrap=1000) -> Report:
@@ -299,3 +302,143 @@ def evaluate_real(kind, folder, pipeline, methods, bootstrap=1000) -> Report:
             if k != "n":
                 rep.add(f"slice level ({m})", k, v, paper="AUC —" if k == "auc" else None)
     return rep
+
+
+# --- real scans (ctich-jpg, phe): out of fold ------------------------------------------------------
+def roc_auc(labels, scores):
+    """scikit-learn's ROC AUC; NaN when only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels, bool)
+    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
+
+
+def boxes_iou_2d(a, b):
+    """IoU of two inclusive pixel boxes (row0, col0, row1, col1)."""
+    rows = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    cols = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    inter = max(rows, 0) * max(cols, 0)
+    area = lambda x: (x[2] - x[0] + 1) * (x[3] - x[1] + 1)  # noqa: E731
+    return inter / float(area(a) + area(b) - inter)
+
+
+def match_counts_2d(pred, truth, threshold=0.4):
+    """(tp, fp, fn) of one slice: greedy one-to-one matching of 2D boxes at IoU ≥ threshold."""
+    pairs = sorted(((boxes_iou_2d(p, t), i, j) for i, p in enumerate(pred) for j, t in enumerate(truth)), reverse=True)
+    used_p, used_t = set(), set()
+    for v, i, j in pairs:
+        if v >= threshold and i not in used_p and j not in used_t:
+            used_p.add(i)
+            used_t.add(j)
+    return len(used_p), len(pred) - len(used_p), len(truth) - len(used_t)
+
+
+def predicted_boxes_2d(res, k):
+    """On input slice k: the cascade's 3D boxes cut through it, and the U-Net's lesions' 2D boxes."""
+    vol = res.volume
+    cascade = []
+    for b in res.boxes:
+        ijk = vol.ras_to_ijk_points(b.corners_ras)
+        (i0, j0, k0), (i1, j1, k1) = ijk.min(axis=0), ijk.max(axis=0)
+        if k0 - 0.5 <= k <= k1 + 0.5:
+            cascade.append((int(round(j0)), int(round(i0)), int(round(j1)), int(round(i1))))
+    unet = []
+    if res.lesion_labels is not None:
+        unet = [(r0, c0, r1, c1) for r0, r1, c0, c1 in lesion_boxes_2d(res.lesion_labels[k] > 0)]
+    return {"cascade": cascade, "unet": unet}
+
+
+def slice_subtype_predictions(res):
+    """(k, 5) bool per method: the subtypes each input slice is called (cascade boxes, U-Net segments)."""
+    vol = res.volume
+    out = {"cascade": np.zeros((vol.shape[0], len(SUBTYPES)), bool), "unet": np.zeros((vol.shape[0], len(SUBTYPES)), bool)}
+    for b in res.boxes:
+        if b.subtype in SUBTYPES:
+            ks = vol.ras_to_ijk_points(b.corners_ras)[:, 2]
+            lo, hi = max(0, int(np.ceil(ks.min() - 0.5))), min(vol.shape[0] - 1, int(np.floor(ks.max() + 0.5)))
+            out["cascade"][lo:hi + 1, SUBTYPES.index(b.subtype)] = True
+    if res.lesion_labels is not None:
+        for s in res.segments:
+            if s.subtype in SUBTYPES:
+                out["unet"][:, SUBTYPES.index(s.subtype)] |= (res.lesion_labels == s.label).any(axis=(1, 2))
+    return out
+
+
+def real_scan_record(kind, patient, fold, vol, truth, res, methods):
+    """What the report needs of one real scan, JSON-ready (also written to scans.json)."""
+    subtypes = vol.metadata["slice_subtypes"]
+    rec = {"patient": patient, "fold": int(fold), "labels": subtypes.any(axis=1).tolist(),
+           "slice_subtypes": subtypes.tolist(), "scores": {m: [float(v) for v in s] for m, s in res.slice_scores.items()}}
+    if kind == "phe":
+        by_slice = {}
+        for p in res.points:
+            i, j, _ = vol.ras_to_ijk_points(p.ras)[0]
+            by_slice.setdefault(p.slice, []).append((j, i))
+        counts = {m: [0, 0, 0] for m in ("mil", "cascade", "unet")}
+        for k, boxes in enumerate(truth):
+            as_rows = [(r0, r1, c0, c1) for r0, c0, r1, c1 in boxes]
+            for n, v in enumerate(point_in_box_counts(by_slice.get(k, []), as_rows)):
+                counts["mil"][n] += v
+            for m, pred in predicted_boxes_2d(res, k).items():
+                for n, v in enumerate(match_counts_2d(pred, boxes)):
+                    counts[m][n] += v
+        rec["counts"] = {m: c for m, c in counts.items() if m in methods}
+    else:
+        rec["subtype_calls"] = {m: p.tolist() for m, p in slice_subtype_predictions(res).items() if m in methods}
+    return rec
+
+
+def evaluate_real_scans(kind, arg, pipeline, methods, bootstrap=1000, per_scan=None) -> Report:
+    """Slice and scan AUC (any ICH), per-subtype slice Se/Sp (CT-ICH), MIL point-in-box and 2D box F1 at
+    IoU ≥ 0.4 (PHE), each with patient-bootstrap 95 % CIs. `per_scan` (a list) receives each record."""
+    from .datasets.real import real_scans
+
+    records = []
+    for patient, fold, vol, truth in real_scans(kind, arg):
+        records.append(real_scan_record(kind, patient, fold, vol, truth, pipeline.run(vol), methods))
+    if per_scan is not None:
+        per_scan.extend(records)
+    return real_report(kind, arg, records, methods, bootstrap)
+
+
+def real_report(kind, arg, records, methods, bootstrap=1000) -> Report:
+    rep = Report(f"{kind} {arg or 'folds=0-4'}: {len(records)} scans, {sum(len(r['labels']) for r in records)} slices")
+    for m in methods:
+        if not records or m not in records[0]["scores"]:
+            continue
+        slice_auc_ = lambda s, m=m: roc_auc([y for r in s for y in r["labels"]], [v for r in s for v in r["scores"][m]])  # noqa: E731
+        scan_auc = lambda s, m=m: roc_auc([any(r["labels"]) for r in s], [max(r["scores"][m] or [0.0]) for r in s])  # noqa: E731
+        rep.add(f"{m}", "slice AUC (any ICH)", slice_auc_(records), bootstrap_ci(records, slice_auc_, bootstrap))
+        rep.add(f"{m}", "scan AUC (any ICH)", scan_auc(records), bootstrap_ci(records, scan_auc, bootstrap))
+    if kind == "phe":
+        for m in ("mil", "cascade", "unet"):
+            if records and m in records[0].get("counts", {}):
+                _add_count_rows(rep, records, m, bootstrap)
+    else:
+        for m in ("cascade", "unet"):
+            if records and m in records[0].get("subtype_calls", {}):
+                _add_subtype_rows(rep, records, m)
+    return rep
+
+
+def _add_count_rows(rep, records, m, bootstrap):
+    group = "MIL point-in-box (001 protocol)" if m == "mil" else f"{m} 2D boxes, IoU ≥ 0.4 per slice"
+
+    def stat(name):
+        def f(sample):
+            tp, fp, fn = (sum(r["counts"][m][i] for r in sample) for i in range(3))
+            return {"dice/F1": 2 * tp / max(1, 2 * tp + fp + fn), "Se": tp / max(1, tp + fn), "PPV": tp / max(1, tp + fp)}[name]
+        return f
+    for name in ("dice/F1", "Se", "PPV"):
+        rep.add(group, name, stat(name)(records), bootstrap_ci(records, stat(name), bootstrap))
+
+
+def _add_subtype_rows(rep, records, m):
+    truth = np.array([row for r in records for row in r["slice_subtypes"]], bool)
+    calls = np.array([row for r in records for row in r["subtype_calls"][m]], bool)
+    for n, s in enumerate(SUBTYPES):
+        pos = truth[:, n]
+        if pos.any():
+            se = float((calls[pos, n]).mean())
+            sp = float((~calls[~pos, n]).mean())
+            rep.add(f"{m} subtype per slice", f"{s} Se / Sp ({int(pos.sum())} slices)", f"{se:.2f} / {sp:.2f}")

@@ -639,6 +639,9 @@ def run_training(records, cfg: TrainConfig, progress=None):
 
     if not records:
         raise ValueError("no training scans: check --data")
+    if cfg.method != "mil" and not all(r.get("pixel_truth", True) for r in records):
+        raise ValueError(f"{cfg.method} learns from blood masks or 3D boxes; the real scans here carry slice labels "
+                         "(and PHE boxes), which train the MIL detector: use ich-train mil")
     out = Path(cfg.out)
     t0 = time.time()
     twins = sum("twin_of_bleed" in r for r in records)

@@ -1,17 +1,37 @@
 """Dataset readers. Each gives training records with one interface (see phantom.scan_record):
 patient id, axial head crop (HU) with subtype labels, per-slice subtypes, aligned cascade grid."""
+import re
 from pathlib import Path
 
 import numpy as np
 
-DATASET_KINDS = ("phantom", "ctich", "rsna")  # what load_dataset_records reads (the Slicer module offers these)
+# what load_dataset_records reads (the Slicer module offers these)
+DATASET_KINDS = ("phantom", "ctich-jpg", "phe", "ctich", "rsna")
+SPEC_SEPARATOR = re.compile(r",(?=(?:" + "|".join(map(re.escape, DATASET_KINDS)) + r"):)")
+
+
+def split_specs(spec: str):
+    """'ctich-jpg:folds=0-3,phe:folds=0-3,phantom:1-120' → one spec per dataset."""
+    return [s.strip() for s in SPEC_SEPARATOR.split(spec) if s.strip()]
+
+
+def folder_spec(kind: str, folder) -> str:
+    """--data for every scan of a dataset folder (the real sets' folds are all taken)."""
+    return f"{kind}:dir={folder}" if kind in ("ctich-jpg", "phe") else f"{kind}:{folder}"
 
 
 def load_dataset_records(spec: str, cache="cache", workers=2, twins=False):
     """'phantom:1-120', 'ctich:DIR' (PhysioNet layout), 'rsna:DICOM_DIR,LABELS_CSV' → records.
     twins: with each phantom its bleed-free twin (same patient id, so a split keeps them together)."""
+    specs = split_specs(spec)
+    if len(specs) > 1:
+        return [r for one in specs for r in load_dataset_records(one, cache, workers, twins and one.startswith("phantom"))]
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
+    if kind in ("ctich-jpg", "phe"):
+        from .real import records
+
+        return records(kind, arg, cache)
     if twins and kind != "phantom":
         raise ValueError(f"bleed-free twins exist for phantoms only, not for --data {spec!r}")
     if kind == "phantom":
@@ -32,7 +52,8 @@ def load_dataset_records(spec: str, cache="cache", workers=2, twins=False):
 
         dicom_dir, _, csv_path = arg.partition(",")
         return records(dicom_dir, csv_path, Path(cache) / "rsna")
-    raise ValueError(f"unknown dataset {kind!r} in --data {spec!r}; known: phantom:SEEDS, ctich:DIR, rsna:DICOM_DIR,LABELS_CSV")
+    raise ValueError(f"unknown dataset {kind!r} in --data {spec!r}; known: phantom:SEEDS, ctich-jpg:folds=0-4, "
+                     "phe:folds=0-4, ctich:DIR, rsna:DICOM_DIR,LABELS_CSV")
 
 
 def _validation_phantoms(seeds: str):

@@ -1,0 +1,85 @@
+"""Dataset specs of the real scans: `ctich-jpg:folds=0-3`, `phe:folds=4`, optionally `dir=FOLDER`
+(default: $ICH_DATA or ../shared/data beside the repository, then ct-ich-jpg/ or phe-sich/).
+
+Each scan comes with its fold, so a trainer can keep some folds for validation and an evaluation can
+say which model saw which patient.
+"""
+import os
+from pathlib import Path
+
+from .folds import load_folds, parse_folds
+
+FOLDERS = {"ctich-jpg": "ct-ich-jpg", "phe": "phe-sich"}
+KINDS = tuple(FOLDERS)
+
+
+def default_data_root() -> Path:
+    env = os.environ.get("ICH_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+def parse_spec(kind: str, arg: str):
+    """'folds=0-3,dir=/x' → (folder, sorted fold numbers); folds default to all five."""
+    options = dict(part.split("=", 1) for part in arg.split(",") if "=" in part) if arg else {}
+    unknown = set(options) - {"folds", "dir"}
+    if unknown or (arg and not options):
+        raise ValueError(f"--data {kind}:{arg}: options are folds=0-4 and dir=FOLDER, e.g. {kind}:folds=0-3")
+    folder = Path(options["dir"]) if "dir" in options else default_data_root() / FOLDERS[kind]
+    if not folder.is_dir():
+        raise ValueError(f"--data {kind}: no dataset folder {folder}; pass dir=FOLDER or set ICH_DATA")
+    return folder, parse_folds(options.get("folds", "0-4"))
+
+
+def real_scans(kind: str, arg: str = ""):
+    """Iterator of (patient, fold, CTVolume, truth): truth is the per-slice subtype sets (ctich-jpg) or
+    the per-slice hematoma boxes (phe). The volume's metadata holds `slice_subtypes` (k, 5) either way."""
+    from . import ctich_jpg, phe
+
+    folder, folds = parse_spec(kind, arg)
+    reader = {"ctich-jpg": ctich_jpg, "phe": phe}[kind]
+    fold_of = load_folds(kind)
+    extra = {"boxes": phe.read_boxes(folder)} if kind == "phe" else {}
+    for patient in reader.patients(folder):
+        fold = fold_of.get(patient)
+        if fold is None:
+            raise ValueError(f"{kind}: patient {patient} has no fold in folds.json; rerun scripts/make_folds.py")
+        if fold in folds:
+            volume, truth = reader.read_scan(folder, patient, **extra)
+            yield patient, fold, volume, truth
+
+
+def records(kind: str, arg: str, cache="cache"):
+    """Training records (see phantom.scan_record) of the real scans, cached one .npz per scan.
+
+    Slice labels only: `crop_labels` holds PHE's hematoma boxes (for the MIL's peak-in-box check),
+    nothing for CT-ICH; `pixel_truth` False tells the trainers that these are not blood masks."""
+    import numpy as np
+
+    folder = Path(cache) / "real"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for patient, fold, volume, truth in real_scans(kind, arg):
+        path = folder / f"{kind}-{patient}.npz"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez_compressed(tmp, **_record(kind, patient, volume, truth))
+            tmp.rename(path)
+        with np.load(path) as z:
+            out.append({**{k: z[k] for k in z.files}, "patient": f"{kind}-{patient}", "fold": fold, "pixel_truth": False})
+    return out
+
+
+def _record(kind, patient, volume, truth):
+    import numpy as np
+
+    from ICHLocalizationLib.preprocessing import AXIAL_CROP_SIZE, head_crop, head_mask
+
+    crop = head_crop(head_mask(volume.hu))
+    labels = np.zeros(volume.shape, np.uint8)
+    if kind == "phe":
+        for k, boxes in enumerate(truth):
+            for r0, c0, r1, c1 in boxes:
+                labels[k, r0:r1 + 1, c0:c1 + 1] = 1  # IPH
+    return {"crop_hu": crop.extract(volume.hu, AXIAL_CROP_SIZE).astype(np.float16),
+            "crop_labels": crop.extract_labels(labels, AXIAL_CROP_SIZE).astype(np.uint8),
+            "slice_subtypes": volume.metadata["slice_subtypes"], "slice_mm": float(volume.spacing[2])}
