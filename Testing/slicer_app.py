@@ -532,6 +532,15 @@ def start():
     return slicer
 
 
+def stop():
+    """Leave the process as start() found it: no slicer.app (so headless code makes its own scenes again)."""
+    import slicer
+
+    if hasattr(slicer, "app"):
+        del slicer.app
+    QTimer.active.clear()
+
+
 def load_module(name):
     """What Slicer does for a scripted module: construct it with a parent that carries its path,
     register it under slicer.modules, then build its widget and call setup()."""

@@ -17,7 +17,8 @@ pytest.importorskip("slicer")
 def slicer():
     import slicer_app
 
-    return slicer_app.start()
+    yield slicer_app.start()
+    slicer_app.stop()
 
 
 @pytest.fixture(scope="module")
