@@ -2,8 +2,8 @@
 import numpy as np
 
 from ICHLocalizationLib.detector import detect_peaks
-from ICHTrainingLib.evaluate import (bootstrap_ci, box_iou, dice, lesion_boxes_2d, match_boxes, point_in_box_counts,
-                                     slice_classification, slice_dice_mean)
+from ICHTrainingLib.evaluate import lesion_boxes_2d, slice_classification
+from ICHTrainingLib.metrics import (bootstrap_ci, box_iou, dice, match_boxes, point_in_box_counts, slice_dices)
 
 
 def blob(shape, centre, sigma, height):
@@ -75,7 +75,7 @@ def test_dice_and_slice_metrics():
     p = np.zeros_like(t)
     p[1, :2, :1] = True
     assert np.isclose(dice(p, t), 2 * 2 / (2 + 4))
-    assert slice_dice_mean(p, t) == [dice(p[1], t[1])]
+    assert slice_dices(p, t) == [dice(p[1], t[1])]
     m = slice_classification([1, 1, 0, 0], [0.9, 0.4, 0.2, 0.6])
     assert m["auc"] == 0.75 and m["recall"] == 0.5 and np.isclose(m["f1"], 0.5)
 

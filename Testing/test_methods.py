@@ -227,7 +227,7 @@ def test_mil_detector_overrides_replace_only_the_keys_given():
 
 
 def _cascade_matches(run, iou):
-    from ICHTrainingLib.evaluate import match_boxes
+    from ICHTrainingLib.metrics import match_boxes
 
     ph, _, res = run
     pred = [b.to_json() for b in res.boxes]
@@ -275,7 +275,7 @@ def test_cascade_boxes_from_perfect_slice_labels_enclose_each_bleed(run):
     from ICHLocalizationLib.methods.cascade3d import PLANES
     from ICHLocalizationLib.preprocessing import PreparedScan, cascade_grid
     from ICHTrainingLib.datasets.phantom import subtype_map
-    from ICHTrainingLib.evaluate import match_boxes
+    from ICHTrainingLib.metrics import match_boxes
     from ICHTrainingLib.train import plane_labels
 
     ph, pipe, _ = run

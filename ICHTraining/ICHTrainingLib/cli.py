@@ -16,19 +16,6 @@ def _fail(prog, msg, code=2):
     return code
 
 
-def parse_seeds(text):
-    """'1-100,150' → [1..100, 150]"""
-    out = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if "-" in part:
-            a, b = part.split("-")
-            out += list(range(int(a), int(b) + 1))
-        elif part:
-            out.append(int(part))
-    return out
-
-
 def load_training_records(spec: str, cache: str, workers: int = 2, twins: bool = False):
     """--data 'phantom:1-120' (more readers: see datasets/)."""
     from .datasets import load_dataset_records

@@ -16,6 +16,9 @@ from scipy import ndimage
 
 from ICHLocalizationLib.findings import SUBTYPES
 
+from .metrics import (bootstrap_ci, dice, match_boxes, match_counts_2d, point_in_box_counts, rates, roc_auc,
+                      slice_dices)
+
 
 # --- protocols -----------------------------------------------------------------------------------
 def lesion_boxes_2d(mask2d: np.ndarray):
@@ -36,81 +39,14 @@ def label_boxes_2d(labels2d: np.ndarray):
     return boxes
 
 
-def point_in_box_counts(points, boxes, margin=1.0):
-    """Paper 001 on one slice: points (N, 2) as (row, col), boxes as from lesion_boxes_2d → (tp, fp, fn)."""
-    hit = [False] * len(boxes)
-    fp = 0
-    for r, c in np.asarray(points, float).reshape(-1, 2):
-        inside = [b for b, (r0, r1, c0, c1) in enumerate(boxes)
-                  if r0 - margin <= r <= r1 + margin and c0 - margin <= c <= c1 + margin]
-        if inside:
-            for b in inside:
-                hit[b] = True
-        else:
-            fp += 1
-    return sum(hit), fp, len(boxes) - sum(hit)
-
-
-def box_iou(a, b):
-    """IoU of two axis-aligned boxes given as {'min': [..3], 'max': [..3]}."""
-    lo = np.maximum(a["min"], b["min"])
-    hi = np.minimum(a["max"], b["max"])
-    inter = float(np.prod(np.clip(np.asarray(hi) - lo, 0, None)))
-    va = float(np.prod(np.subtract(a["max"], a["min"])))
-    vb = float(np.prod(np.subtract(b["max"], b["min"])))
-    return inter / max(va + vb - inter, 1e-9)
-
-
-def match_boxes(pred: List[dict], truth: List[dict], threshold=0.4):
-    """Greedy one-to-one matching by IoU (best pairs first) → (matches [(p, t, iou)], unmatched preds, unmatched truths)."""
-    pairs = sorted(((box_iou(p["bbox_ras"], t["bbox_ras"]), i, j) for i, p in enumerate(pred) for j, t in enumerate(truth)),
-                   reverse=True)
-    used_p, used_t, matches = set(), set(), []
-    for v, i, j in pairs:
-        if v < threshold:
-            break
-        if i in used_p or j in used_t:
-            continue
-        used_p.add(i)
-        used_t.add(j)
-        matches.append((i, j, v))
-    return matches, [i for i in range(len(pred)) if i not in used_p], [j for j in range(len(truth)) if j not in used_t]
-
-
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    s = pred.sum() + truth.sum()
-    return float(2 * (pred & truth).sum() / s) if s else 1.0
-
-
-def slice_dice_mean(pred: np.ndarray, truth: np.ndarray) -> List[float]:
-    """Paper 003: Dice of each slice that has a ground-truth bleed."""
-    return [dice(pred[k], truth[k]) for k in range(truth.shape[0]) if truth[k].any()]
-
-
 def slice_classification(labels, scores, threshold=0.5):
-    from .train import slice_auc
-
     y = np.asarray(labels, bool)
     p = np.asarray(scores, float) >= threshold
     tp, fp, fn = int((p & y).sum()), int((p & ~y).sum()), int((~p & y).sum())
     recall = tp / max(1, tp + fn)
     precision = tp / max(1, tp + fp)
-    return {"auc": slice_auc(y, scores), "recall": recall, "precision": precision,
+    return {"auc": roc_auc(y, scores), "recall": recall, "precision": precision,
             "f1": 2 * precision * recall / max(1e-9, precision + recall), "n": int(len(y))}
-
-
-def bootstrap_ci(per_patient: List[dict], stat, n=1000, seed=0):
-    """95 % CI of stat(list of per-patient dicts) by resampling patients with replacement."""
-    if n <= 0 or len(per_patient) < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n):
-        sample = [per_patient[i] for i in rng.integers(0, len(per_patient), len(per_patient))]
-        v = stat(sample)
-        if v is not None and np.isfinite(v):
-            vals.append(v)
-    return [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals else None
 
 
 # --- reports -----------------------------------------------------------------------------------
@@ -154,7 +90,7 @@ def evaluate_dataset(spec: str, methods, models=None, device="cpu", bootstrap=10
 
     pipeline = Pipeline(methods, models=models, device=device)
     if kind == "phantom":
-        from .cli import parse_seeds
+        from .datasets.phantom import parse_seeds
 
         return evaluate_phantoms(pipeline, parse_seeds(arg), methods, bootstrap)
     if kind in ("ctich-slices", "kaggle"):
@@ -196,7 +132,7 @@ def evaluate_phantoms(pipeline, seeds, methods, bootstrap=1000) -> Report:
             pred = res.lesion_labels > 0 if res.lesion_labels is not None else np.zeros(vol.shape, bool)
             t = ph.mask > 0
             rec["unet_dice"] = dice(pred, t)
-            rec["unet_slice_dice"] = slice_dice_mean(pred, t)
+            rec["unet_slice_dice"] = slice_dices(pred, t)
             errs = []
             for les in truth["lesions"]:
                 near = [s for s in res.segments if all(les["bbox_ras"]["min"][a] - 2 <= s.centroid_ras[a] <= les["bbox_ras"]["max"][a] + 2 for a in range(3))]
@@ -213,7 +149,7 @@ def _add_mil_rows(rep, per, group, bootstrap):
     def stat(name):
         def f(sample):
             tp, fp, fn = (sum(r["mil"][i] for r in sample) for i in range(3))
-            return {"dice": 2 * tp / max(1, 2 * tp + fp + fn), "se": tp / max(1, tp + fn), "ppv": tp / max(1, tp + fp)}[name]
+            return rates(tp, fp, fn)[name]
         return f
     for name, key in (("dice", "mil_dice"), ("se", "mil_se"), ("ppv", "mil_ppv")):
         rep.add(group, name, stat(name)(per), bootstrap_ci(per, stat(name), bootstrap), PAPER[key])
@@ -305,34 +241,6 @@ def evaluate_real(kind, folder, pipeline, methods, bootstrap=1000) -> Report:
 
 
 # --- real scans (ctich-jpg, phe): out of fold ------------------------------------------------------
-def roc_auc(labels, scores):
-    """scikit-learn's ROC AUC; NaN when only one class is present."""
-    from sklearn.metrics import roc_auc_score
-
-    labels = np.asarray(labels, bool)
-    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
-
-
-def boxes_iou_2d(a, b):
-    """IoU of two inclusive pixel boxes (row0, col0, row1, col1)."""
-    rows = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    cols = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    inter = max(rows, 0) * max(cols, 0)
-    area = lambda x: (x[2] - x[0] + 1) * (x[3] - x[1] + 1)  # noqa: E731
-    return inter / float(area(a) + area(b) - inter)
-
-
-def match_counts_2d(pred, truth, threshold=0.4):
-    """(tp, fp, fn) of one slice: greedy one-to-one matching of 2D boxes at IoU ≥ threshold."""
-    pairs = sorted(((boxes_iou_2d(p, t), i, j) for i, p in enumerate(pred) for j, t in enumerate(truth)), reverse=True)
-    used_p, used_t = set(), set()
-    for v, i, j in pairs:
-        if v >= threshold and i not in used_p and j not in used_t:
-            used_p.add(i)
-            used_t.add(j)
-    return len(used_p), len(pred) - len(used_p), len(truth) - len(used_t)
-
-
 def predicted_boxes_2d(res, k):
     """On input slice k: the cascade's 3D boxes cut through it, and the U-Net's lesions' 2D boxes."""
     vol = res.volume
@@ -427,10 +335,10 @@ def _add_count_rows(rep, records, m, bootstrap):
     def stat(name):
         def f(sample):
             tp, fp, fn = (sum(r["counts"][m][i] for r in sample) for i in range(3))
-            return {"dice/F1": 2 * tp / max(1, 2 * tp + fp + fn), "Se": tp / max(1, tp + fn), "PPV": tp / max(1, tp + fp)}[name]
+            return rates(tp, fp, fn)[name]
         return f
-    for name in ("dice/F1", "Se", "PPV"):
-        rep.add(group, name, stat(name)(records), bootstrap_ci(records, stat(name), bootstrap))
+    for name, label in (("dice", "Dice/F1"), ("se", "Se"), ("ppv", "PPV")):
+        rep.add(group, label, stat(name)(records), bootstrap_ci(records, stat(name), bootstrap))
 
 
 def _add_subtype_rows(rep, records, m):

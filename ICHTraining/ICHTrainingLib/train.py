@@ -28,6 +28,7 @@ from ICHLocalizationLib.preprocessing import (channels_torch, half_crop, neighbo
                                               with_neighbours)
 
 from .augment import slice_augmentation
+from .metrics import roc_auc
 
 
 
@@ -264,26 +265,6 @@ def _augment_batch(aug, images, labels=None):
     return xs, ys
 
 
-def slice_auc(labels, scores):
-    labels, scores = np.asarray(labels, bool), np.asarray(scores, float)
-    pos, neg = scores[labels], scores[~labels]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
-    ranks = np.empty(len(order))
-    allv = np.concatenate([pos, neg])[order]
-    # average ranks for ties
-    i = 0
-    while i < len(allv):
-        j = i
-        while j + 1 < len(allv) and allv[j + 1] == allv[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1
-        i = j + 1
-    return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
-
-# --- MIL -------------------------------------------------------------------------------------------
 def _mil_slices(record):
     """The slices of a record that MIL validation reads: all of them; of a bleed-free twin
     (datasets/phantom.py) only those where its original bleeds — the others repeat the original's."""
@@ -367,7 +348,7 @@ def mil_validation(model, records):
         hits += int(near.flatten(1)[torch.arange(len(ks)), peak][bleed].sum())
         bleeds += int(bleed.sum())
     acc = float(np.mean((np.array(ps) > 0.5) == np.array(ys))) if ys else math.nan
-    return {"val_auc": slice_auc(ys, ps), "val_acc": acc, "val_peak_in_bleed": hits / bleeds if bleeds else math.nan}
+    return {"val_auc": roc_auc(ys, ps), "val_acc": acc, "val_peak_in_bleed": hits / bleeds if bleeds else math.nan}
 
 
 def train_mil(records, cfg: TrainConfig, progress=None):
@@ -510,7 +491,7 @@ def train_gate(records, cfg: TrainConfig, progress=None):
         return F.binary_cross_entropy_with_logits(m(x), y, pos_weight=pos_weight.to(x.device))
 
     def validate(m):
-        return {"gate_val_auc": slice_auc(*_validation_slices(m, val, "unet", lambda net, x: net(x)))}
+        return {"gate_val_auc": roc_auc(*_validation_slices(m, val, "unet", lambda net, x: net(x)))}
 
     return model, fit(model, gcfg, batches, loss_fn, validate, name="unet-gate", progress=progress)
 
@@ -622,10 +603,10 @@ def cascade_slice_metrics(bank, records, plane, offset=0):
     if not ys:
         return {}
     y, p = np.concatenate(ys), np.concatenate(ps)
-    res = {"ich_auc": slice_auc(y[:, 0], p[:, 0])}
+    res = {"ich_auc": roc_auc(y[:, 0], p[:, 0])}
     for s, name in enumerate(SUBTYPES, start=1):
         if y[:, s].any():
-            res[f"{name}_auc"] = slice_auc(y[:, s], p[:, s])
+            res[f"{name}_auc"] = roc_auc(y[:, s], p[:, s])
     return res
 
 

@@ -12,7 +12,8 @@ from ICHLocalizationLib.detector import detect_peaks
 from ICHLocalizationLib.methods.weakly_supervised import WeaklySupervisedDetector
 from ICHLocalizationLib.models import ModelEntry, load_state
 
-from .evaluate import label_boxes_2d, point_in_box_counts
+from .evaluate import label_boxes_2d
+from .metrics import point_in_box_counts, rates
 
 BOUNDS = {"maxpool": {"h": (0.0, 1.0), "T": (0.0, 1.0), "d": (1.0, 60.0), "sigma": (0.0, 6.0)},
           "attention": {"h": (0.0, 0.06), "T": (0.0, 0.03), "d": (1.0, 60.0), "sigma": (0.0, 6.0)}}
@@ -38,8 +39,7 @@ def detector_dice(slices, h, T, d, sigma=0.0):
         rows, cols, _ = detect_peaks(lmap, h, T, d, mask=head, sigma=sigma)
         a, b, c = point_in_box_counts(np.column_stack([rows, cols]), boxes)
         tp, fp, fn = tp + a, fp + b, fn + c
-    return {"dice": 2 * tp / max(1, 2 * tp + fp + fn), "se": tp / max(1, tp + fn), "ppv": tp / max(1, tp + fp),
-            "tp": tp, "fp": fp, "fn": fn}
+    return {**rates(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn}
 
 
 def tune(entry: ModelEntry, records, init_points=10, n_iter=150, seed=1):

@@ -13,7 +13,7 @@ from ICHLocalizationLib.methods.unet_segmenter import UNetSegmenter
 from ICHLocalizationLib.models import ModelEntry, load_state
 from ICHLocalizationLib.preprocessing import PreparedScan
 
-from .evaluate import match_boxes
+from .metrics import match_boxes
 
 FUSION_KERNELS = ([1.0], [0.15, 0.7, 0.15], [0.25, 0.5, 0.25], [0.1, 0.2, 0.4, 0.2, 0.1])
 FUSION_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)

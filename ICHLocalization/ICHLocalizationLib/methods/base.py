@@ -54,15 +54,3 @@ class Method:
         if isinstance(outs[0], tuple):
             return tuple(np.concatenate([o[i] for o in outs]) for i in range(len(outs[0])))
         return np.concatenate(outs)
-
-
-def get_method_class(name: str):
-    if name == "mil":
-        from .weakly_supervised import WeaklySupervisedDetector as cls
-    elif name == "unet":
-        from .unet_segmenter import UNetSegmenter as cls
-    elif name == "cascade":
-        from .cascade3d import ThreePlaneCascade as cls
-    else:
-        raise ValueError(f"unknown method {name!r}; choose from cascade, mil, unet")
-    return cls

@@ -35,8 +35,7 @@ def load_dataset_records(spec: str, cache="cache", workers=2, twins=False):
     if twins and kind != "phantom":
         raise ValueError(f"bleed-free twins exist for phantoms only, not for --data {spec!r}")
     if kind == "phantom":
-        from ..cli import parse_seeds
-        from .phantom import build_cache, load_records
+        from .phantom import build_cache, load_records, parse_seeds
 
         seeds, folder = parse_seeds(arg or "1-120"), Path(cache) / "phantom"
         paths = build_cache(seeds, folder, workers=workers)
@@ -60,8 +59,7 @@ def _validation_phantoms(seeds: str):
     """The phantoms of a seed list (default 121-150), drawn one at a time; reserved seeds refused."""
     from ICHLocalizationLib.phantom import generate
 
-    from ..cli import parse_seeds
-    from .phantom import refuse_reserved
+    from .phantom import parse_seeds, refuse_reserved
 
     for seed in refuse_reserved(parse_seeds(seeds or "121-150")):
         yield generate(seed)

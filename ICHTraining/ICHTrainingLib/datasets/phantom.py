@@ -60,6 +60,19 @@ def _build_one(args):
     return path
 
 
+def parse_seeds(text):
+    """Phantom seeds: '1-100,150' → [1..100, 150]."""
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if "-" in part:
+            a, b = part.split("-")
+            out += list(range(int(a), int(b) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
 def refuse_reserved(seeds: Iterable[int]) -> List[int]:
     """The seeds as a list, or ValueError if any is kept for the acceptance checks."""
     seeds = list(seeds)
