@@ -7,18 +7,15 @@ on; the exit status is 1 when any scan failed, 2 when nothing could start.
 """
 import argparse
 import csv
-import os
-import shutil
 import signal
 import sys
 import tempfile
-import time
-import traceback
 from pathlib import Path
 
-from .io import ITK_SUFFIXES, PNG_SUFFIXES, case_name, read_volume
+from .io import ITK_SUFFIXES, PNG_SUFFIXES
 from .models import ModelError
-from .volume import InputError, optional_spacing
+from .runner import run_scan
+from .volume import InputError
 
 SCAN_SUFFIXES = ITK_SUFFIXES + PNG_SUFFIXES + (".dcm",)
 
@@ -42,54 +39,6 @@ def expand_inputs(paths):
     return out
 
 
-def process_case(pipeline, path: Path, out_dir: Path, args, scene=False):
-    """Run one scan; write its outputs atomically into out_dir/<case>. Returns (status, detail, results)."""
-    from . import headless, mrml
-    from .report import overview_png
-
-    case = case_name(path)
-    final = out_dir / case
-    if final.exists() and (final / "findings.json").exists() and not args.overwrite:
-        return "skipped", "already done (use --overwrite to redo)", None
-    volume = read_volume(path, spacing=optional_spacing(args.spacing), png_window=_window(args.png_window),
-                         series_uid=args.series_uid, allow_gaps=getattr(args, "allow_gaps", False))
-    t0 = time.perf_counter()
-    results = pipeline.run(volume)
-    results.input = str(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{case}.partial-", dir=out_dir))
-    try:
-        sc = headless.scene()
-        ref = mrml.volume_to_node(volume, name=case, scene=sc)
-        nodes = mrml.results_to_nodes(results, ref, scene=sc)
-        mrml.write_outputs(nodes, tmp)
-        overview_png(results, tmp / "overview.png")
-        (tmp / "findings.csv").write_text(results.to_csv())
-        if scene:
-            _save_scene(sc, ref, tmp)
-        (tmp / "findings.json").write_text(results.dumps())  # last: its presence marks a finished case
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return "ok", f"{len(results.findings)} finding(s) in {time.perf_counter() - t0:.1f} s", results
-
-
-def _save_scene(scene, reference_node, folder: Path):
-    """scene.mrml next to the outputs, the input volume beside it, all opened by Slicer together."""
-    from . import mrml
-
-    mrml.write_node(reference_node, folder / "ct.nrrd")
-    for storage in [scene.GetNthNodeByClass(i, "vtkMRMLStorageNode") for i in range(scene.GetNumberOfNodesByClass("vtkMRMLStorageNode"))]:
-        fn = storage.GetFileName()
-        if fn:
-            storage.SetFileName(os.path.relpath(fn, folder))
-    scene.SetRootDirectory(str(folder))
-    scene.SetURL(str(folder / "scene.mrml"))
-    scene.Commit()
-
-
 def _check_output_folder(out_dir: Path):
     """Create the folder and prove it writable (os.access says yes to root even on read-only mounts)."""
     try:
@@ -101,17 +50,7 @@ def _check_output_folder(out_dir: Path):
                          "choose another --out")
 
 
-def _window(text):
-    if text is None:
-        return (40.0, 80.0)
-    try:
-        level, width = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"--png-window must be LEVEL,WIDTH like 40,80 (got {text!r})")
-    return level, width
-
-
-def main(argv=None):
+def parser():
     ap = argparse.ArgumentParser(prog="ich-localize", description="Find intracranial hemorrhage in head CT.")
     ap.add_argument("inputs", nargs="+", help="NIfTI/NRRD files, DICOM files or folders, PNG slices, folders of scans")
     ap.add_argument("--out", required=True, help="output folder (one subfolder per scan)")
@@ -126,70 +65,84 @@ def main(argv=None):
                          "by default such a series is refused")
     ap.add_argument("--scene", action="store_true", help="also write scene.mrml that opens in Slicer")
     ap.add_argument("--overwrite", action="store_true", help="redo scans that already have results")
+    ap.add_argument("--workers", type=int, help="run on a local Dask cluster of this many worker processes")
+    ap.add_argument("--scheduler", help="run on an existing Dask cluster: its scheduler address (tcp://host:8786)")
     ap.add_argument("--debug", action="store_true", help="print tracebacks of unexpected errors")
-    args = ap.parse_args(argv)
+    return ap
 
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     out_dir = Path(args.out)
+    log = lambda m: print(f"ich-localize: {m}", file=sys.stderr)  # noqa: E731
     try:
         _check_output_folder(out_dir)
-        from .pipeline import Pipeline
-
         inputs = expand_inputs(args.inputs)
-        pipeline = Pipeline(args.methods, models=args.models, device=args.device,
-                            log=lambda m: print(f"ich-localize: {m}", file=sys.stderr))
+        if args.workers is not None or args.scheduler:
+            from .scale import dask_batch
+
+            scans = dask_batch(inputs, out_dir, args, workers=args.workers, scheduler=args.scheduler)
+        else:
+            from .pipeline import Pipeline
+
+            pipeline = Pipeline(args.methods, models=args.models, device=args.device, log=log)
+            scans = (run_scan(pipeline, path, out_dir, args) for path in inputs)
     except (InputError, ModelError) as exc:
-        print(f"ich-localize: {exc}", file=sys.stderr)
+        log(exc)
         return 2
     if hasattr(signal, "SIGBREAK"):  # Windows: a batch started by Slicer is cancelled with Ctrl+Break
         signal.signal(signal.SIGBREAK, signal.default_int_handler)
-    rows, failed = [], 0
-    progress = _progress(inputs)
-    for n, path in enumerate(progress, 1):
-        t0 = time.perf_counter()
-        try:
-            status, detail, results = process_case(pipeline, path, out_dir, args, scene=args.scene)
-            if results is not None:
-                from .report import text_summary
+    return _report(scans, inputs, out_dir, args)
 
-                _write(progress, text_summary(results))
-        except (InputError, ModelError) as exc:
-            status, detail = "failed", str(exc)
-        except MemoryError:
-            status, detail = "failed", "out of memory: crop or downsample the scan, or run with fewer methods"
-        except KeyboardInterrupt:
-            print("ich-localize: interrupted; finished scans are kept, rerun to resume", file=sys.stderr)
-            _summary(out_dir, rows)
-            return 130
-        except Exception as exc:  # noqa: BLE001 - one bad scan must not stop a batch
-            status, detail = "failed", f"internal error {type(exc).__name__}: {exc} (rerun with --debug)"
-            if args.debug:
-                traceback.print_exc()
-        if status == "skipped":
-            _write(progress, f"{path}: {detail}")
-        if status == "failed":
-            failed += 1
-            named = path.name in detail or str(path) in detail or case_name(path) in detail
-            print(f"ich-localize: {detail}" if named else f"ich-localize: {path}: {detail}", file=sys.stderr)
-        rows.append({"input": str(path), "case": case_name(path), "status": status, "detail": detail,
-                     "seconds": round(time.perf_counter() - t0, 2)})
-        _write(progress, f"[{n}/{len(inputs)}] {case_name(path)}: {status}")
-    _summary(out_dir, rows)
+
+def _report(scans, inputs, out_dir, args):
+    """Print each scan's outcome as it comes, keep summary.csv (in input order), return the exit status."""
+    rows, failed, total = [], 0, len(inputs)
+    order = {str(path): n for n, path in enumerate(inputs)}
+    progress = _progress(total)
+    try:
+        for n, (row, summary, trace) in enumerate(scans, 1):
+            rows.append(row)
+            if summary:
+                _write(progress, summary)
+            if row["status"] == "skipped":
+                _write(progress, f"{row['input']}: {row['detail']}")
+            if row["status"] == "failed":
+                failed += 1
+                _print_failure(row, trace if args.debug else None)
+            if progress is not None:
+                progress.update(1)
+            _write(progress, f"[{n}/{total}] {row['case']}: {row['status']}")
+    except KeyboardInterrupt:
+        print("ich-localize: interrupted; finished scans are kept, rerun to resume", file=sys.stderr)
+        _summary(out_dir, sorted(rows, key=lambda r: order[r["input"]]))
+        return 130
+    _summary(out_dir, sorted(rows, key=lambda r: order[r["input"]]))
     return 1 if failed else 0
 
 
-def _progress(inputs):
-    if len(inputs) > 1 and sys.stderr.isatty():
+def _print_failure(row, trace=None):
+    detail, path = row["detail"], Path(row["input"])
+    named = path.name in detail or str(path) in detail or row["case"] in detail
+    if trace:
+        print(trace, file=sys.stderr)
+    print(f"ich-localize: {detail}" if named else f"ich-localize: {path}: {detail}", file=sys.stderr)
+
+
+def _progress(total):
+    """A tqdm bar on a terminal for more than one scan, else None (logs get one line per scan)."""
+    if total > 1 and sys.stderr.isatty():
         from tqdm import tqdm
 
-        return tqdm(inputs, desc="scans", unit="scan")
-    return inputs
+        return tqdm(total=total, desc="scans", unit="scan")
+    return None
 
 
 def _write(progress, text):
-    if hasattr(progress, "write"):
+    if progress is not None:
         progress.write(text)
     else:
-        print(text)
+        print(text, flush=True)
 
 
 def _summary(out_dir: Path, rows):
