@@ -481,3 +481,27 @@ def test_tuning_save_keeps_a_model_registered_meanwhile(tmp_path):
     after = Catalogue.load(cat_dir)
     assert {e.id for e in after.entries} == {"a", "b"}
     assert after.get("mil").params["detector"]["d"] == 9
+
+
+def test_fit_keeps_the_best_validation_epoch(tmp_path):
+    """Papers 001–003 keep the epoch with the best validation score, not the last one."""
+    import torch
+
+    from ICHTrainingLib.train import fit
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    snapshots, scores = [], iter([0.5, 0.9, 0.7])
+
+    def batches(epoch, rng):
+        for _ in range(3):
+            yield torch.randn(8, 4), torch.randn(8, 1)
+
+    def validate(m):
+        snapshots.append(m.weight.detach().clone())
+        return {"val_auc": next(scores)}
+
+    cfg = TrainConfig(method="mil", out=str(tmp_path), epochs=3, lr=0.1, device="cpu")
+    history = fit(model, cfg, batches, lambda m, x, y: ((m(x) - y) ** 2).mean(), validate, name="toy", select="val_auc")
+    assert [bool(e.get("kept")) for e in history] == [False, True, False]
+    assert torch.equal(model.weight, snapshots[1]) and not torch.equal(model.weight, snapshots[2])

@@ -282,15 +282,19 @@ def real_scan_record(kind, patient, fold, vol, truth, res, methods):
         for p in res.points:
             i, j, _ = vol.ras_to_ijk_points(p.ras)[0]
             by_slice.setdefault(p.slice, []).append((j, i))
-        counts = {m: [0, 0, 0] for m in ("mil", "cascade", "unet")}
+        counts = {m: [0, 0, 0] for m in ("mil", "cascade", "unet", "unet centre")}
         for k, boxes in enumerate(truth):
             as_rows = [(r0, r1, c0, c1) for r0, c0, r1, c1 in boxes]
             for n, v in enumerate(point_in_box_counts(by_slice.get(k, []), as_rows)):
                 counts["mil"][n] += v
-            for m, pred in predicted_boxes_2d(res, k).items():
+            predicted = predicted_boxes_2d(res, k)
+            for m, pred in predicted.items():
                 for n, v in enumerate(match_counts_2d(pred, boxes)):
                     counts[m][n] += v
-        rec["counts"] = {m: c for m, c in counts.items() if m in methods}
+            centres = [((r0 + r1) / 2, (c0 + c1) / 2) for r0, c0, r1, c1 in predicted["unet"]]
+            for n, v in enumerate(point_in_box_counts(centres, as_rows)):
+                counts["unet centre"][n] += v
+        rec["counts"] = {m: c for m, c in counts.items() if m.split()[0] in methods}
     else:
         rec["subtype_calls"] = {m: p.tolist() for m, p in slice_subtype_predictions(res).items() if m in methods}
     return rec
@@ -319,7 +323,7 @@ def real_report(kind, arg, records, methods, bootstrap=1000) -> Report:
         rep.add(f"{m}", "slice AUC (any ICH)", slice_auc_(records), bootstrap_ci(records, slice_auc_, bootstrap))
         rep.add(f"{m}", "scan AUC (any ICH)", scan_auc(records), bootstrap_ci(records, scan_auc, bootstrap))
     if kind == "phe":
-        for m in ("mil", "cascade", "unet"):
+        for m in ("mil", "cascade", "unet", "unet centre"):
             if records and m in records[0].get("counts", {}):
                 _add_count_rows(rep, records, m, bootstrap)
     else:
@@ -330,7 +334,8 @@ def real_report(kind, arg, records, methods, bootstrap=1000) -> Report:
 
 
 def _add_count_rows(rep, records, m, bootstrap):
-    group = "MIL point-in-box (001 protocol)" if m == "mil" else f"{m} 2D boxes, IoU ≥ 0.4 per slice"
+    group = {"mil": "MIL point-in-box (001 protocol)", "unet centre": "U-Net lesion centre in box (001 protocol)"}.get(
+        m, f"{m} 2D boxes, IoU ≥ 0.4 per slice")
 
     def stat(name):
         def f(sample):

@@ -140,10 +140,12 @@ def lr_milestones(cfg: TrainConfig):
 
 
 def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate: Callable, name="model",
-        progress: Callable = None):
+        progress: Callable = None, select: Optional[str] = None):
     """Adam with the step decay of lr_milestones.
 
     batches(epoch, rng) yields (inputs, targets) on the CPU; validate(model) → dict of metrics.
+    With `select` (a metric of validate, higher is better) the model ends with the weights of its best
+    validation epoch, as papers 001–003 keep them; that epoch is marked `kept` in the history.
     Resumes from out/<name>.checkpoint.pt. Returns the history.
     """
     rank, world = _dist()
@@ -159,13 +161,13 @@ def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=lr_milestones(cfg), gamma=0.1)
     ckpt = out / f"{name}.checkpoint.pt"
-    history, start = [], 0
+    history, start, best = [], 0, None
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        history, start = state["history"], int(state["epoch"]) + 1
+        history, start, best = state["history"], int(state["epoch"]) + 1, state.get("best")
         _log(rank, f"{name}: resuming after epoch {start}")
     for epoch in range(start, cfg.epochs):
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)
@@ -192,13 +194,21 @@ def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate:
         entry = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else math.nan,
                  "seconds": round(time.time() - t0, 1), **metrics}
         history.append(entry)
+        value = metrics.get(select, math.nan) if select else math.nan
+        if np.isfinite(value) and (best is None or value > best["value"]):
+            best = {"epoch": epoch, "value": float(value),
+                    "model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
         if rank == 0:
             _log(rank, f"{name} epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items() if k != "epoch"))
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "history": history, "epoch": epoch}, tmp)
+                        "history": history, "epoch": epoch, "best": best}, tmp)
             tmp.replace(ckpt)
     model.to("cpu")
+    if best is not None:
+        model.load_state_dict(best["model"])
+        history[best["epoch"]]["kept"] = True
+        _log(rank, f"{name}: keeping epoch {best['epoch'] + 1} ({select} {best['value']:.4g})")
     return history
 
 
@@ -369,7 +379,7 @@ def train_mil(records, cfg: TrainConfig, progress=None):
         return F.binary_cross_entropy_with_logits(logit, y, pos_weight=pos_weight.to(x.device))
 
     history = fit(model, cfg, batches, loss_fn, lambda m: mil_validation(m, val), name=f"mil-{cfg.variant}",
-                  progress=progress)
+                  progress=progress, select="val_auc")
     return model, history, val
 
 
@@ -455,7 +465,7 @@ def train_unet(records, cfg: TrainConfig, progress=None, patches_per_epoch=2400)
     def validate(m):
         return {"val_dice": unet_dice(m, val, context_mm=cfg.context_mm)}
 
-    history = fit(model, cfg, batches, loss_fn, validate, name="unet", progress=progress)
+    history = fit(model, cfg, batches, loss_fn, validate, name="unet", progress=progress, select="val_dice")
     gate, gate_history = train_gate(records, cfg, progress)
     return model, gate, history + gate_history, val
 
@@ -493,7 +503,7 @@ def train_gate(records, cfg: TrainConfig, progress=None):
     def validate(m):
         return {"gate_val_auc": roc_auc(*_validation_slices(m, val, "unet", lambda net, x: net(x)))}
 
-    return model, fit(model, gcfg, batches, loss_fn, validate, name="unet-gate", progress=progress)
+    return model, fit(model, gcfg, batches, loss_fn, validate, name="unet-gate", progress=progress, select="gate_val_auc")
 
 
 # --- three-plane cascade --------------------------------------------------------------------------
@@ -570,7 +580,7 @@ def train_cascade(records, cfg: TrainConfig, progress=None):
         def validate(m, plane=plane, offset=offset):
             return {f"{plane}_{k}": v for k, v in cascade_slice_metrics(m, val, plane, offset).items()}
 
-        fit(bank, cfg, batches, loss_fn, validate, name=f"cascade-{plane}", progress=progress)
+        fit(bank, cfg, batches, loss_fn, validate, name=f"cascade-{plane}", progress=progress, select=f"{plane}_ich_auc")
         banks[plane] = bank
         ck = Path(cfg.out) / f"cascade-{plane}.checkpoint.pt"
         histories += torch.load(ck, map_location="cpu", weights_only=True)["history"]
@@ -644,7 +654,7 @@ def run_training(records, cfg: TrainConfig, progress=None):
     if cfg.method == "mil":
         model, history, _ = train_mil(records, cfg, progress)
         state = model.state_dict()
-        name, mid = f"mil-{cfg.variant}", f"mil-{cfg.variant}-phantom"
+        name, mid = f"mil-{cfg.variant}", f"mil-{cfg.variant}-{data_source(cfg)}"
         inp = {"channels": "mil-code", "size": 128, "crop": "head", "variant": cfg.variant}
         # each slice read with four flips at two sizes, all averaged (weakly_supervised.py)
         params = {"detector": dict(DEFAULT_DETECTOR[cfg.variant]), "mirror": "lr+ap", "read_sizes": [128, 160]}
@@ -652,7 +662,7 @@ def run_training(records, cfg: TrainConfig, progress=None):
         cv = cross_validate_unet(records, cfg, progress) if cfg.folds > 1 else None
         model, gate, history, _ = train_unet(records, replace(cfg, folds=1), progress)
         state = {"unet": model.state_dict(), "gate": gate.state_dict()}
-        name, mid = "unet", "unet-phantom"
+        name, mid = "unet", f"unet-{data_source(cfg)}"
         inp = {"channels": "unet", "size": 256, "gate_size": 128, "crop": "head"}
         if cfg.context_mm:
             inp["context_mm"] = cfg.context_mm
@@ -661,15 +671,15 @@ def run_training(records, cfg: TrainConfig, progress=None):
     elif cfg.method == "cascade":
         banks, history, val = train_cascade(records, cfg, progress)
         state = {plane: bank.state_dict() for plane, bank in banks.items()}
-        name, mid = "cascade", "cascade-phantom"
+        name, mid = "cascade", f"cascade-{data_source(cfg)}"
         inp = {"channels": "paper000", "spacing_mm": [2.0, 2.0, 5.0], "size": [128, 128, 40], "aligned": True}
         if cfg.context_mm:
             inp["context_mm"] = cfg.context_mm  # the axial nets read each slice with its neighbours
         params = {"fusion": dict(CASCADE_FUSION), "stage1_threshold": 0.5, "subtype_threshold": 0.5}
     else:
         raise ValueError(f"unknown method {cfg.method!r}")
-    # each network's last validation (U-Net and gate, the cascade's three planes) — not only the last network's
-    metrics = {k: v for entry in history for k, v in entry.items()
+    # each network's validation (U-Net and gate, the cascade's three planes) at its kept epoch, else its last
+    metrics = {k: v for entry in sorted(history, key=lambda e: bool(e.get("kept"))) for k, v in entry.items()
                if k.startswith(("val", "gate", "axial", "coronal", "sagittal"))}
     if cfg.method == "unet" and cv:
         metrics["cross_validation"] = cv
@@ -682,6 +692,15 @@ def run_training(records, cfg: TrainConfig, progress=None):
                        default=cfg.method != "mil" or cfg.variant == "maxpool", directory=out)
     (out / "entry.json").write_text(json.dumps(entry.to_json(), indent=1, default=_json_default))
     return entry
+
+
+def data_source(cfg: TrainConfig) -> str:
+    """'phantom', 'real' or 'real+phantom': what a model learned from (part of its catalogue id)."""
+    from .datasets import split_specs
+
+    kinds = {spec.split(":")[0].strip().lower() for data in cfg.data for spec in split_specs(data)}
+    real, phantom = bool(kinds - {"phantom"}), "phantom" in kinds
+    return "real+phantom" if real and phantom else "real" if real else "phantom"
 
 
 def cross_validate_unet(records, cfg: TrainConfig, progress=None):
