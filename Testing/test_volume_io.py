@@ -150,7 +150,9 @@ def test_windowed_png_maps_grey_back_to_hu(tmp_path):
     Image.fromarray(grey).convert("RGB").save(tmp_path / "s.png")
     vol = read_volume(tmp_path / "s.png", spacing=(0.5, 0.5, 5.0), png_window=(40, 80))
     assert vol.hu.shape == (1, 64, 256)
-    assert abs(vol.hu.min() - 0.0) < 1e-3 and abs(vol.hu.max() - 80.0) < 1e-3
+    inside = vol.hu[0, 0, 1:255]
+    assert abs(inside.min() - 80 / 255) < 1e-3 and abs(inside.max() - 80 * 254 / 255) < 1e-3, "the window's HU"
+    assert vol.hu[0, 0, 0] == -1000 and vol.hu[0, 0, 255] == 1000, "black is air, white is bone"
 
 
 def test_case_names():

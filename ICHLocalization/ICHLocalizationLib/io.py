@@ -14,6 +14,7 @@ from .volume import CTVolume, InputError
 
 PADDING_VALUES_HU = (-2000, -2048, -3024)  # scanner padding outside the reconstruction circle
 AIR_HU = -1000.0
+BONE_HU = 1000.0  # what a saturated 8-bit brain-window pixel is read as
 MAX_VOXELS = 1024 * 1024 * 1200  # ~5 GB as float32: refuse rather than exhaust memory
 ITK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 PNG_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -338,11 +339,21 @@ def read_png_slice(path: Path, spacing, png_window=(40.0, 80.0)) -> CTVolume:
         raise InputError(f"{path.name}: a colour image, not a greyscale CT slice; export the CT slice in greyscale")
     grey = np.asarray(img.convert("L"), dtype=np.float32)
     level, width = png_window
-    hu = (level - width / 2.0) + grey / 255.0 * width
-    vol = CTVolume.from_lps(hu[None], spacing, np.zeros(3), name=_stem(path))  # ITK's origin for 2D images
+    vol = CTVolume.from_lps(dewindow(grey, png_window)[None], spacing, np.zeros(3), name=_stem(path))  # ITK's origin
     vol.metadata["windowed"] = (float(level), float(width))
-    vol.warnings.append(f"8-bit windowed image: HU recovered only inside the window L{level:g}/W{width:g}")
+    vol.warnings.append(f"8-bit windowed image: HU recovered only inside the window L{level:g}/W{width:g} "
+                        "(below it read as air, above it as bone)")
     return vol
+
+
+def dewindow(grey, window=(40.0, 80.0)) -> np.ndarray:
+    """HU of an 8-bit windowed image: grey levels inside the window as exported, the window's black as
+    air (−1000) and its white as bone (+1000), so that head, skull and brain are found as in any CT.
+    (Kaggle slice AUC with the phantom-trained models: MIL 0.46 → 0.61, U-Net 0.85 → 0.86, cascade
+    0.77 → 0.75; see docs/accuracy.md.)"""
+    level, width = window
+    hu = (level - width / 2.0) + np.asarray(grey, np.float32) / 255.0 * width
+    return np.where(grey <= 0.5, AIR_HU, np.where(grey >= 254.5, BONE_HU, hu)).astype(np.float32)
 
 
 # --- validation ----------------------------------------------------------------------------------

@@ -108,7 +108,11 @@ def bootstrap_ci(per_patient: List[dict], stat, n=1000, seed=0):
         value = stat([per_patient[int(i)] for i in index])
         return value if value is not None else np.nan
 
-    res = bootstrap((np.arange(len(per_patient)),), statistic, n_resamples=n, method="percentile",
-                    vectorized=False, random_state=np.random.default_rng(seed))
+    import warnings
+
+    with warnings.catch_warnings():  # a statistic undefined on some resamples (one class only) is expected
+        warnings.simplefilter("ignore")
+        res = bootstrap((np.arange(len(per_patient)),), statistic, n_resamples=n, method="percentile",
+                        vectorized=False, random_state=np.random.default_rng(seed))
     values = res.bootstrap_distribution[np.isfinite(res.bootstrap_distribution)]  # e.g. an AUC of one class
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if len(values) else None

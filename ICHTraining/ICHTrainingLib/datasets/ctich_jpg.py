@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ICHLocalizationLib.io import dewindow
 from ICHLocalizationLib.volume import CTVolume
 
 from .ctich import read_diagnosis_csv
@@ -29,18 +30,12 @@ def grey_to_hu(grey, window):
     return (level - width / 2.0) + np.asarray(grey, np.float32) / 255.0 * width
 
 
-def dewindow(grey, window=BRAIN_WINDOW):
-    """HU of a brain-window image alone: inside the window as exported, below it air, above it bone."""
-    hu = grey_to_hu(grey, window)
-    return np.where(grey <= 0.5, -1000.0, np.where(grey >= 254.5, 1000.0, hu)).astype(np.float32)
-
-
 def slice_hu(brain_jpg: Path, bone_jpg: Path) -> np.ndarray:
     from PIL import Image
 
     brain = np.asarray(Image.open(brain_jpg).convert("L"), np.float32)
     if not bone_jpg.exists():
-        return dewindow(brain)
+        return dewindow(brain, BRAIN_WINDOW)
     bone = np.asarray(Image.open(bone_jpg).convert("L"), np.float32)
     inside = (brain >= SATURATION_MARGIN) & (brain <= 255 - SATURATION_MARGIN)
     return np.where(inside, grey_to_hu(brain, BRAIN_WINDOW), grey_to_hu(bone, BONE_WINDOW)).astype(np.float32)

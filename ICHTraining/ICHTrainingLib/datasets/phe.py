@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ICHLocalizationLib.io import dewindow
 from ICHLocalizationLib.volume import CTVolume
-
-from .ctich_jpg import dewindow
 
 BOXES_CSV = "boxes.csv"
 PIXEL_MM = 0.45
