@@ -28,7 +28,8 @@ METHODS = ("cascade", "mil", "unet")
 DEVICES = ("auto", "cpu", "cuda")
 # import name → pip requirement
 PYTHON_PACKAGES = {"torch": "torch", "monai": "monai>=1.3", "skimage": "scikit-image", "pydicom": "pydicom>=2.4",
-                   "bayes_opt": "bayesian-optimization", "tqdm": "tqdm"}
+                   "bayes_opt": "bayesian-optimization", "tqdm": "tqdm",
+                   "sklearn": "scikit-learn"}
 
 
 def _importable(module):
@@ -54,8 +55,8 @@ Finds intracranial hemorrhage (ICH) in a non-contrast head CT: where it is, whic
 <li>Weakly supervised MIL detector (Nemcek, Vicar, Jakubicek) → points and a likelihood map</li>
 <li>U-Net segmenter (Hernández Farah &amp; Pérez Ruiz; Hssayeni et al.) → segments with volume in mL</li>
 </ul>
-<b>Research use only.</b> The bundled models are trained on synthetic phantoms and are not for
-clinical use. See the extension's README for accuracy figures and limits.
+<b>Research use only.</b> The bundled models are small, mostly trained on synthetic phantoms (the MIL
+detector also on real scans), and are not for clinical use. See the extension's README for accuracy figures and limits.
 """
         self.parent.acknowledgementText = """
 Methods after Nemcek et al. (3D localization; weakly supervised MIL), Hernández Farah and Pérez Ruiz
@@ -111,7 +112,7 @@ class ICHLocalizationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = ICHLocalizationLogic()
         self.ui.deviceLabel.text = self.logic.deviceDescription()
-        self.ui.warningLabel.text = ("Research use only: the bundled models are trained on synthetic phantoms "
+        self.ui.warningLabel.text = ("Research use only: the bundled models are mostly trained on synthetic phantoms "
                                      "and are not for clinical use.")
         self._fillModelChoices()
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
@@ -461,10 +462,10 @@ class ICHLocalizationTest(ScriptedLoadableModuleTest):
             matched |= {l["subtype"] for l in truth if l["subtype"] == subtype and box_iou(found, box(l)) >= 0.4}
         self.assertTrue(matched, "no box matches a bleed of its subtype at IoU >= 0.4")
 
-        points = nodes["points"]
+        points = nodes["points"]  # the default MIL is tuned on real IPH: on the phantom it reports few points
         inside = [any(np.all(box(l)[0] - 2 <= p) and np.all(p <= box(l)[1] + 2) for l in truth)
                   for p in (np.array(points.GetNthControlPointPositionWorld(i)) for i in range(points.GetNumberOfControlPoints()))]
-        self.assertGreaterEqual(np.mean(inside), 0.8, "MIL points outside the bleeds")
+        self.assertTrue(all(inside), "a MIL point outside the bleeds")
 
         segmentation = nodes["segmentation"].GetSegmentation()
         ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]

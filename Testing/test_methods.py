@@ -1,5 +1,6 @@
 """The bundled models on a phantom none of them saw: bleeds found at the right place, determinism,
-and the GPU out-of-memory fallback."""
+and the GPU out-of-memory fallback. The MIL tests name the phantom-trained MIL: the default MIL,
+trained on real scans and tuned on real IPH, is tested on real scans (test_real_models.py)."""
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,10 @@ def _pipeline(methods):
         Catalogue.load()
     except ModelError as exc:
         pytest.fail(f"bundled models missing: {exc}")
-    return Pipeline(methods, device="cpu")
+    return Pipeline(methods, device="cpu", model_ids={"mil": PHANTOM_MIL})
+
+
+PHANTOM_MIL = "mil-maxpool-phantom"
 
 
 @pytest.fixture(scope="module")

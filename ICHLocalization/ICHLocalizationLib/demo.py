@@ -59,7 +59,7 @@ def summary(truth, found, folder):
             desc = f"{len(fs)} points, {hits} inside a bleed's box"
         lines.append(f"{m:<8} {run['seconds']:>5.1f} s  {desc}")
     lines.append(f"\noutputs: {folder} (overview.png, findings.json/csv, points/boxes .mrk.json, segmentation.seg.nrrd, likelihood.nrrd)")
-    lines.append("Research use only: models trained on synthetic phantoms, not for diagnosis.")
+    lines.append("Research use only: not for diagnosis (accuracy on real CT: see the README).")
     return "\n".join(lines)
 
 

@@ -85,8 +85,8 @@ def overview_png(results: Results, path, n_slices=4):
     draw = ImageDraw.Draw(canvas)
     for n, line in enumerate(notes):
         draw.text((8, h + header + 4 + 16 * n), line, fill=(255, 90, 60))
-    draw.text((8, 6), f"{results.input}: " + summary_line(results), fill=(255, 255, 255))
-    draw.text((8, 24), "Research use only: models trained on synthetic phantoms, not for diagnosis.", fill=(255, 160, 0))
+    draw.text((8, 6), f"{Path(str(results.input)).name}: " + summary_line(results), fill=(255, 255, 255))
+    draw.text((8, 24), "Research use only: not for diagnosis (accuracy on real CT: see the README).", fill=(255, 160, 0))
     x = 8
     for code in ("IPH", "IVH", "SAH", "SDH", "EDH", "ICH"):
         info = subtype_info(None if code == "ICH" else code)
