@@ -1,7 +1,7 @@
 """Runs the chosen methods on one volume, sharing preprocessing: the one entry used by the Slicer
 logic, `ich-localize` and `ich-evaluate`."""
 import time
-from typing import Callable, Dict, Iterable, Optional
+from typing import Callable, Dict, Optional
 
 from .findings import MethodRun, Results
 from .methods import get_method_class
@@ -81,9 +81,3 @@ class Pipeline:
             res = method.run(scan, progress)
             res.warnings.append(msg)
             return res
-
-
-def run_pipeline(volume: CTVolume, methods: Iterable[str] = METHOD_ORDER, **kw) -> Results:
-    """One-shot convenience: load the models, run them on one volume."""
-    progress = kw.pop("progress", None)
-    return Pipeline(methods, **kw).run(volume, progress=progress)

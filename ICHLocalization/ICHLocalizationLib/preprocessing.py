@@ -15,8 +15,7 @@ WINDOWS: Dict[str, Tuple[float, float]] = {
     "subdural": (-15.0, 115.0),  # L50/W130 (paper 001, paper 000)
     "bone": (-500.0, 1500.0),  # L500/W2000 (paper 000 names a bone window, no numbers)
     "wide": (-1000.0, 2000.0),  # unwindowed HU, shifted and scaled (MIL authors' first channel)
-    "stroke": (40.0 - 20.0, 40.0 + 20.0),
-    "blood": (40.0, 120.0),  # paper 003's brain window [40, 120]
+    "brain003": (40.0, 120.0),  # paper 003's brain window [40, 120]
 }
 # Named 3-channel input configurations (the model catalogue says which one a network expects).
 # "mil-code" follows the MIL authors' code (raw HU, 0–80, −15–115, fixed scaling, no dataset mean/std);
@@ -24,7 +23,7 @@ WINDOWS: Dict[str, Tuple[float, float]] = {
 CHANNEL_CONFIGS: Dict[str, Tuple[str, str, str]] = {
     "mil-code": ("wide", "brain", "subdural"),
     "paper000": ("bone", "brain", "subdural"),
-    "unet": ("brain", "subdural", "blood"),
+    "unet": ("brain", "subdural", "brain003"),
 }
 
 

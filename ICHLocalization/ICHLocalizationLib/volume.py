@@ -58,10 +58,6 @@ class CTVolume:
         img.SetDirection(tuple(float(v) for v in self.direction_lps.ravel()))
         return img
 
-    def with_array(self, array, name=None):
-        """Same grid, other voxels (a mask, a likelihood map)."""
-        return CTVolume(array, self.ijk_to_ras.copy(), name=name or self.name, metadata=dict(self.metadata))
-
     # --- geometry -----------------------------------------------------------------------------
     @property
     def shape(self):
@@ -133,10 +129,6 @@ def box_from_mask_ras(volume: CTVolume, mask: np.ndarray):
     lo, hi = volume.voxel_box_ras(kji.min(axis=0), kji.max(axis=0))
     centroid = volume.kji_to_ras_points(kji.mean(axis=0))[0]
     return lo, hi, centroid
-
-
-def ensure_float32(array: np.ndarray) -> np.ndarray:
-    return array if array.dtype == np.float32 else array.astype(np.float32)
 
 
 def optional_spacing(text: Optional[str]):
