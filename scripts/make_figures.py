@@ -1,6 +1,8 @@
 """README figures.
 
 docs/overview.png          the overview of the demo phantom (ours to publish)
+docs/overview-real.png     the overview of a real CT-ICH v1.0.0 scan (patient 080, held out of every real-data
+                            training fold), committed with its attribution: CC BY 4.0 allows it
 docs/phantom-histograms.png HU histograms inside the head: phantom vs the real CT-ICH slices (statistics only)
 docs/phantom-vs-real.png    a phantom slice beside a real CT-ICH slice — written locally, never committed
                             (.gitignore): the real slice is not ours to redistribute
@@ -72,5 +74,36 @@ def main():
     return 0
 
 
+ATTRIBUTION = "PhysioNet CT-ICH v1.0.0, Hssayeni et al. 2020, CC BY 4.0"
+
+
+def real_overview(patient="080"):
+    """ich-localize with the bundled models on one CT-ICH JPG scan; its overview, attributed."""
+    import tempfile
+
+    from ICHLocalizationLib import cli
+    from ICHTrainingLib.datasets import ctich_jpg
+
+    folder = ROOT.parent / "shared" / "data" / "ct-ich-jpg"
+    if not folder.exists():
+        print(f"no real data at {folder}: no real overview", file=sys.stderr)
+        return
+    volume, _ = ctich_jpg.read_scan(folder, patient)
+    with tempfile.TemporaryDirectory() as tmp:  # the scan never leaves this folder
+        scan = Path(tmp) / f"ctich-{patient}.nii.gz"
+        import SimpleITK as sitk
+
+        sitk.WriteImage(volume.to_sitk(volume.hu.astype(np.int16)), str(scan))
+        cli.main([str(scan), "--out", str(Path(tmp) / "out"), "--device", "cpu"])
+        img = Image.open(Path(tmp) / "out" / scan.name.replace(".nii.gz", "") / "overview.png").convert("RGB")
+    canvas = Image.new("RGB", (img.width, img.height + 18), "black")
+    canvas.paste(img, (0, 0))
+    ImageDraw.Draw(canvas).text((8, img.height + 3), f"Real scan: {ATTRIBUTION}", fill=(200, 200, 200))
+    canvas.save(DOCS / "overview-real.png")
+
+
 if __name__ == "__main__":
+    if "--real" in sys.argv:
+        real_overview()
+        sys.exit(0)
     sys.exit(main())
