@@ -224,20 +224,22 @@ def _stack_dicom_slices(members, name, spacing=None, allow_gaps=False) -> CTVolu
     return vol
 
 
+def _spacings_per_step(along, dz):
+    """How many spacings each step between neighbouring slices spans: 1, or more where a step of at
+    least 1.5 spacings means slices are missing."""
+    return [int(round(step / dz)) if step > 1.5 * dz else 1 for step in np.diff(along)]
+
+
 def _missing_positions(along, dz):
-    """Positions (mm along the slice normal) of slices missing where a step is at least 1.5 spacings."""
-    missing = []
-    for start, step in zip(along[:-1], np.diff(along)):
-        count = int(round(step / dz)) - 1 if step > 1.5 * dz else 0
-        missing += [float(start + step * (m + 1) / (count + 1)) for m in range(count)]
-    return missing
+    """Positions (mm along the slice normal) of the missing slices."""
+    steps = zip(along[:-1], np.diff(along), _spacings_per_step(along, dz))
+    return [float(start + step * m / count) for start, step, count in steps for m in range(1, count)]
 
 
 def _fill_missing(hu, along, dz):
     """The slices on a regular grid of spacing about dz, missing ones linearly interpolated."""
-    counts = [int(round(step / dz)) if step > 1.5 * dz else 1 for step in np.diff(along)]
     out = [hu[0]]
-    for k, count in enumerate(counts):
+    for k, count in enumerate(_spacings_per_step(along, dz)):
         for m in range(1, count + 1):
             w = m / count
             out.append((1 - w) * hu[k] + w * hu[k + 1])
@@ -351,9 +353,14 @@ def dewindow(grey, window=(40.0, 80.0)) -> np.ndarray:
     air (−1000) and its white as bone (+1000), so that head, skull and brain are found as in any CT.
     (Kaggle slice AUC with the phantom-trained models: MIL 0.46 → 0.61, U-Net 0.85 → 0.86, cascade
     0.77 → 0.75; see docs/accuracy.md.)"""
-    level, width = window
-    hu = (level - width / 2.0) + np.asarray(grey, np.float32) / 255.0 * width
+    hu = window_to_hu(grey, window)
     return np.where(grey <= 0.5, AIR_HU, np.where(grey >= 254.5, BONE_HU, hu)).astype(np.float32)
+
+
+def window_to_hu(grey, window):
+    """Grey 0..255 of an 8-bit export back to HU through the window (level, width) it was made with."""
+    level, width = window
+    return (level - width / 2.0) + np.asarray(grey, np.float32) / 255.0 * width
 
 
 # --- validation ----------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def process_case(pipeline, path: Path, out_dir: Path, args, scene=False):
     if final.exists() and (final / "findings.json").exists() and not args.overwrite:
         return "skipped", "already done (use --overwrite to redo)", None
     volume = read_volume(path, spacing=optional_spacing(args.spacing), png_window=_window(args.png_window),
-                         series_uid=args.series_uid, allow_gaps=getattr(args, "allow_gaps", False))
+                         series_uid=args.series_uid, allow_gaps=args.allow_gaps)
     t0 = time.perf_counter()
     results = pipeline.run(volume)
     results.input = str(path)

@@ -144,15 +144,19 @@ def evaluate_phantoms(pipeline, seeds, methods, bootstrap=1000) -> Report:
     return phantom_report(f"phantom scans {seeds[0]}–{seeds[-1]} ({len(seeds)})", per, bootstrap)
 
 
+def _add_rate_rows(rep, records, group, counts, bootstrap, names=("dice", "se", "ppv"), papers=(None, None, None)):
+    """Dice, Se and PPV (rows named by `names`) from per-patient (tp, fp, fn) = counts(record), summed
+    over the patients, with patient-bootstrap CIs."""
+    def stat(key):
+        return lambda sample: rates(*(sum(counts(r)[i] for r in sample) for i in range(3)))[key]
+    for key, name, paper in zip(("dice", "se", "ppv"), names, papers):
+        rep.add(group, name, stat(key)(records), bootstrap_ci(records, stat(key), bootstrap), paper)
+
+
 def _add_mil_rows(rep, per, group, bootstrap):
     """Se, PPV, Dice of paper 001's protocol from per-patient (tp, fp, fn), with patient-bootstrap CIs."""
-    def stat(name):
-        def f(sample):
-            tp, fp, fn = (sum(r["mil"][i] for r in sample) for i in range(3))
-            return rates(tp, fp, fn)[name]
-        return f
-    for name, key in (("dice", "mil_dice"), ("se", "mil_se"), ("ppv", "mil_ppv")):
-        rep.add(group, name, stat(name)(per), bootstrap_ci(per, stat(name), bootstrap), PAPER[key])
+    _add_rate_rows(rep, per, group, lambda r: r["mil"], bootstrap,
+                   papers=(PAPER["mil_dice"], PAPER["mil_se"], PAPER["mil_ppv"]))
 
 
 def phantom_report(name, per, bootstrap):
@@ -241,19 +245,25 @@ def evaluate_real(kind, folder, pipeline, methods, bootstrap=1000) -> Report:
 
 
 # --- real scans (ctich-jpg, phe): out of fold ------------------------------------------------------
-def predicted_boxes_2d(res, k):
-    """On input slice k: the cascade's 3D boxes cut through it, and the U-Net's lesions' 2D boxes."""
+def _ijk_extent(vol, box):
+    """(lowest, highest) IJK corner of a cascade box on the input grid, and the input slices it spans."""
+    ijk = vol.ras_to_ijk_points(box.corners_ras)
+    lo, hi = ijk.min(axis=0), ijk.max(axis=0)
+    return lo, hi, range(max(0, int(np.ceil(lo[2] - 0.5))), min(vol.shape[0] - 1, int(np.floor(hi[2] + 0.5))) + 1)
+
+
+def predicted_boxes_2d(res):
+    """Per input slice: the cascade's 3D boxes cut through it and the U-Net's lesions' 2D boxes,
+    each as (row0, col0, row1, col1)."""
     vol = res.volume
-    cascade = []
-    for b in res.boxes:
-        ijk = vol.ras_to_ijk_points(b.corners_ras)
-        (i0, j0, k0), (i1, j1, k1) = ijk.min(axis=0), ijk.max(axis=0)
-        if k0 - 0.5 <= k <= k1 + 0.5:
-            cascade.append((int(round(j0)), int(round(i0)), int(round(j1)), int(round(i1))))
-    unet = []
+    out = [{"cascade": [], "unet": []} for _ in range(vol.shape[0])]
+    for lo, hi, ks in (_ijk_extent(vol, b) for b in res.boxes):
+        for k in ks:
+            out[k]["cascade"].append((int(round(lo[1])), int(round(lo[0])), int(round(hi[1])), int(round(hi[0]))))
     if res.lesion_labels is not None:
-        unet = [(r0, c0, r1, c1) for r0, r1, c0, c1 in lesion_boxes_2d(res.lesion_labels[k] > 0)]
-    return {"cascade": cascade, "unet": unet}
+        for k, slice_boxes in enumerate(out):
+            slice_boxes["unet"] = [(r0, c0, r1, c1) for r0, r1, c0, c1 in lesion_boxes_2d(res.lesion_labels[k] > 0)]
+    return out
 
 
 def slice_subtype_predictions(res):
@@ -262,9 +272,7 @@ def slice_subtype_predictions(res):
     out = {"cascade": np.zeros((vol.shape[0], len(SUBTYPES)), bool), "unet": np.zeros((vol.shape[0], len(SUBTYPES)), bool)}
     for b in res.boxes:
         if b.subtype in SUBTYPES:
-            ks = vol.ras_to_ijk_points(b.corners_ras)[:, 2]
-            lo, hi = max(0, int(np.ceil(ks.min() - 0.5))), min(vol.shape[0] - 1, int(np.floor(ks.max() + 0.5)))
-            out["cascade"][lo:hi + 1, SUBTYPES.index(b.subtype)] = True
+            out["cascade"][list(_ijk_extent(vol, b)[2]), SUBTYPES.index(b.subtype)] = True
     if res.lesion_labels is not None:
         for s in res.segments:
             if s.subtype in SUBTYPES:
@@ -283,11 +291,10 @@ def real_scan_record(kind, patient, fold, vol, truth, res, methods):
             i, j, _ = vol.ras_to_ijk_points(p.ras)[0]
             by_slice.setdefault(p.slice, []).append((j, i))
         counts = {m: [0, 0, 0] for m in ("mil", "cascade", "unet", "unet centre")}
-        for k, boxes in enumerate(truth):
+        for k, (boxes, predicted) in enumerate(zip(truth, predicted_boxes_2d(res))):
             as_rows = [(r0, r1, c0, c1) for r0, c0, r1, c1 in boxes]
             for n, v in enumerate(point_in_box_counts(by_slice.get(k, []), as_rows)):
                 counts["mil"][n] += v
-            predicted = predicted_boxes_2d(res, k)
             for m, pred in predicted.items():
                 for n, v in enumerate(match_counts_2d(pred, boxes)):
                     counts[m][n] += v
@@ -336,14 +343,7 @@ def real_report(kind, arg, records, methods, bootstrap=1000) -> Report:
 def _add_count_rows(rep, records, m, bootstrap):
     group = {"mil": "MIL point-in-box (001 protocol)", "unet centre": "U-Net lesion centre in box (001 protocol)"}.get(
         m, f"{m} 2D boxes, IoU ≥ 0.4 per slice")
-
-    def stat(name):
-        def f(sample):
-            tp, fp, fn = (sum(r["counts"][m][i] for r in sample) for i in range(3))
-            return rates(tp, fp, fn)[name]
-        return f
-    for name, label in (("dice", "Dice/F1"), ("se", "Se"), ("ppv", "PPV")):
-        rep.add(group, label, stat(name)(records), bootstrap_ci(records, stat(name), bootstrap))
+    _add_rate_rows(rep, records, group, lambda r: r["counts"][m], bootstrap, names=("Dice/F1", "Se", "PPV"))
 
 
 def _add_subtype_rows(rep, records, m):

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .real import KINDS as REAL_KINDS
+
 # what load_dataset_records reads (the Slicer module offers these)
 DATASET_KINDS = ("phantom", "ctich-jpg", "phe", "ctich", "rsna")
 SPEC_SEPARATOR = re.compile(r",(?=(?:" + "|".join(map(re.escape, DATASET_KINDS)) + r"):)")
@@ -17,7 +19,7 @@ def split_specs(spec: str):
 
 def folder_spec(kind: str, folder) -> str:
     """--data for every scan of a dataset folder (the real sets' folds are all taken)."""
-    return f"{kind}:dir={folder}" if kind in ("ctich-jpg", "phe") else f"{kind}:{folder}"
+    return f"{kind}:dir={folder}" if kind in REAL_KINDS else f"{kind}:{folder}"
 
 
 def load_dataset_records(spec: str, cache="cache", workers=2, twins=False):
@@ -28,7 +30,7 @@ def load_dataset_records(spec: str, cache="cache", workers=2, twins=False):
         return [r for one in specs for r in load_dataset_records(one, cache, workers, twins and one.startswith("phantom"))]
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
-    if kind in ("ctich-jpg", "phe"):
+    if kind in REAL_KINDS:
         from .real import records
 
         return records(kind, arg, cache)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ICHLocalizationLib.io import dewindow
+from ICHLocalizationLib.io import dewindow, window_to_hu
 from ICHLocalizationLib.volume import CTVolume
 
 from .ctich import read_diagnosis_csv
@@ -25,11 +25,6 @@ BONE_WINDOW = (700.0, 3200.0)
 SATURATION_MARGIN = 3  # grey levels of JPEG ringing kept away from the window's ends
 
 
-def grey_to_hu(grey, window):
-    level, width = window
-    return (level - width / 2.0) + np.asarray(grey, np.float32) / 255.0 * width
-
-
 def slice_hu(brain_jpg: Path, bone_jpg: Path) -> np.ndarray:
     from PIL import Image
 
@@ -38,7 +33,7 @@ def slice_hu(brain_jpg: Path, bone_jpg: Path) -> np.ndarray:
         return dewindow(brain, BRAIN_WINDOW)
     bone = np.asarray(Image.open(bone_jpg).convert("L"), np.float32)
     inside = (brain >= SATURATION_MARGIN) & (brain <= 255 - SATURATION_MARGIN)
-    return np.where(inside, grey_to_hu(brain, BRAIN_WINDOW), grey_to_hu(bone, BONE_WINDOW)).astype(np.float32)
+    return np.where(inside, window_to_hu(brain, BRAIN_WINDOW), window_to_hu(bone, BONE_WINDOW)).astype(np.float32)
 
 
 def patients(folder):
