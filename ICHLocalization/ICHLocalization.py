@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Annotated
 
 import qt
@@ -29,7 +30,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # import name → pip requirement
 PYTHON_PACKAGES = {"torch": "torch", "monai": "monai>=1.3", "skimage": "scikit-image", "pydicom": "pydicom>=2.4",
                    "bayes_opt": "bayesian-optimization", "tqdm": "tqdm",
-                   "sklearn": "scikit-learn"}
+                   "sklearn": "scikit-learn", "highdicom": "highdicom"}
 
 
 def _importable(module):
@@ -94,6 +95,7 @@ class ICHLocalizationParameterNode:
     overridePostprocessing: bool = False  # False: the models' tuned values
     unetThreshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.5
     fusionCenterWeight: Annotated[float, WithinRange(0.2, 1.0)] = 0.5
+    writeDicom: bool = False  # DICOM SEG + SR for PACS, when the input came from the DICOM database
 
 
 class ICHLocalizationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -189,11 +191,13 @@ class ICHLocalizationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             params["mil"] = {"detector": {"h": p.detectorH, "T": p.detectorT, "d": p.detectorD}}
         modelIds = {m: c.currentData for m, c in (("cascade", self.ui.cascadeModelComboBox), ("mil", self.ui.milModelComboBox),
                                                   ("unet", self.ui.unetModelComboBox)) if c.currentData}
+        dicomOutputDir = self.dicomOutputDir(p.inputVolume) if p.writeDicom else None
         self.ui.applyButton.text = "Cancel"
         self.ui.progressBar.value = 0
         try:
             self.logic.process(p.inputVolume, methods=methods, device=p.device, params=params, modelIds=modelIds,
-                               waitForCompletion=False, progress=self.onProgress, finished=self.onFinished)
+                               waitForCompletion=False, progress=self.onProgress, finished=self.onFinished,
+                               dicomOutputDir=dicomOutputDir)
         except Exception as exc:  # noqa: BLE001 - shown to the user, nothing lost
             self.onFinished(None, exc)
 
@@ -214,6 +218,14 @@ class ICHLocalizationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.ui.progressBar.value = 100
         self.ui.statusLabel.text = self.logic.lastSummary
+        if self.logic.lastDicomFiles:
+            self.ui.statusLabel.text += "\n" + self.logic.importDicomOutput()
+
+    @staticmethod
+    def dicomOutputDir(volumeNode):
+        """A new folder per run under Slicer's default scene folder: ICH-DICOM/<volume>-<time>."""
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in volumeNode.GetName())
+        return Path(slicer.app.defaultScenePath) / "ICH-DICOM" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
@@ -227,6 +239,7 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
         self._timer = None
         self.lastSummary = ""
         self.mainThreadSeconds = 0.0  # of the last process(): what the application could not respond during
+        self.lastDicomFiles = {}  # of the last process() with dicomOutputDir: {"segmentation"|"report": path}
 
     def getParameterNode(self):
         return ICHLocalizationParameterNode(super().getParameterNode())
@@ -291,10 +304,13 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
 
     # --- processing ------------------------------------------------------------------------------
     def process(self, volumeNode, methods=METHODS, device="auto", params=None, modelIds=None,
-                waitForCompletion=True, progress=None, finished=None):
+                waitForCompletion=True, progress=None, finished=None, dicomOutputDir=None):
         """Run the methods on a volume node. With waitForCompletion the output nodes are returned;
         otherwise the work runs in a background thread, `progress(fraction, label)` and then
-        `finished(nodes, error)` are called on the main thread, and None is returned."""
+        `finished(nodes, error)` are called on the main thread, and None is returned.
+
+        With `dicomOutputDir`, a volume loaded from the DICOM database also gets segmentation.dcm
+        (DICOM SEG) and report.dcm (TID 1500 SR) written there (`self.lastDicomFiles`)."""
         from ICHLocalizationLib import mrml
 
         if self.isRunning:
@@ -302,6 +318,9 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
         started = time.perf_counter()
         volume = mrml.volume_from_node(volumeNode, check_source=False)  # a copy: the thread never reads the node
         source = mrml.source_file(volumeNode)
+        self.lastDicomFiles = {}
+        if dicomOutputDir:
+            volume.metadata["dicom_files"] = self._dicomSources(volumeNode)
         self._cancel = False
         self.mainThreadSeconds = time.perf_counter() - started
         state = {"results": None, "error": None, "progress": (0.0, "loading the models")}
@@ -319,6 +338,11 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
                 pipeline = Pipeline(methods, model_ids=modelIds, device=device, params=params, log=logging.info)
                 state["results"] = pipeline.run(volume, progress=lambda f, l: state.__setitem__("progress", (f, l)),
                                                 cancelled=lambda: self._cancel)
+                if dicomOutputDir:
+                    from ICHLocalizationLib.dicom_export import write_dicom
+
+                    Path(dicomOutputDir).mkdir(parents=True, exist_ok=True)
+                    self.lastDicomFiles = write_dicom(state["results"], Path(dicomOutputDir))
             except Exception as exc:  # noqa: BLE001 - reported on the main thread
                 state["error"] = exc
 
@@ -358,6 +382,32 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
 
         self._startTimer(poll)
         return None
+
+    def importDicomOutput(self):
+        """Add the last run's SEG and SR to the DICOM database, where the DICOM module shows them under
+        the study (and, with QuantitativeReporting installed, loads them) and can send them to PACS."""
+        folder = Path(next(iter(self.lastDicomFiles.values()))).parent
+        try:
+            from DICOMLib import DICOMUtils
+        except ImportError:
+            return f"DICOM SEG and SR written to {folder}"
+        DICOMUtils.importDicom(str(folder))
+        return f"DICOM SEG and SR written to {folder} and added to the DICOM database"
+
+    @staticmethod
+    def _dicomSources(volumeNode):
+        """The node's source DICOM files, or a one-line error saying why DICOM output cannot reference them."""
+        from ICHLocalizationLib import mrml
+        from ICHLocalizationLib.volume import InputError
+
+        if volumeNode.GetParentTransformNode() is not None:
+            raise InputError(f"{volumeNode.GetName()} is under a transform; DICOM output must lie in the source "
+                             "series' frame: remove the transform or run without DICOM output")
+        files = mrml.dicom_source_files(volumeNode)
+        if not files:
+            raise InputError(f"{volumeNode.GetName()} was not loaded from the DICOM database; DICOM output needs the "
+                             "source series (load it through the DICOM module) or run without DICOM output")
+        return files
 
     def _startTimer(self, callback):
         self._timer = qt.QTimer()

@@ -143,3 +143,47 @@ def test_the_batch_runs_in_another_process_and_leaves_the_scene_alone(localizati
     assert (tmp_path / "out" / "ct" / "findings.json").exists()
     assert slicer.mrmlScene.GetNumberOfNodes() == nodes_before
     assert fractions[-1] == 1.0
+
+
+def test_apply_writes_dicom_seg_and_report_for_a_volume_from_the_dicom_database(localization, slicer, tmp_path,
+                                                                                  monkeypatch):
+    """The checkbox path: a volume loaded by Slicer's DICOM module (DICOM.instanceUIDs, looked up in the
+    DICOM database) gets a SEG and an SR referencing its files; a volume from a file is refused."""
+    import types
+
+    import pydicom
+    import slicer_app
+
+    from ICHLocalizationLib import mrml
+    from ICHLocalizationLib.io import read_volume
+    from ICHLocalizationLib.phantom import generate, write_dicom_series
+    from ICHLocalizationLib.volume import InputError
+
+    write_dicom_series(generate(31, subtypes=["IPH", "SDH"], size=256, slices=24), tmp_path / "series")
+    files = {pydicom.dcmread(str(f), stop_before_pixels=True).SOPInstanceUID: str(f) for f in (tmp_path / "series").iterdir()}
+    node = mrml.volume_to_node(read_volume(tmp_path / "series"), name="CT head")
+    node.SetAttribute("DICOM.instanceUIDs", " ".join(sorted(files)))  # any order: matched by position
+    monkeypatch.setattr(slicer, "dicomDatabase", types.SimpleNamespace(fileForInstance=lambda uid: files.get(uid, "")),
+                        raising=False)
+    monkeypatch.setattr(slicer.app, "defaultScenePath", str(tmp_path / "scenes"), raising=False)
+    localization.enter()  # as opening the module does (a self-test before may have closed the scene)
+    p, ui = localization._parameterNode, localization.ui
+    p.inputVolume = node
+    p.runCascade, p.runMil, p.runUnet, p.device = False, False, True, "cpu"
+    ui.writeDicomCheckBox.checked = True
+    assert p.writeDicom is True
+    ui.applyButton.clicked.emit()
+    slicer_app.run_events_until(lambda: ui.applyButton.text == "Apply", timeout_s=600)
+    written = localization.logic.lastDicomFiles
+    assert set(written) == {"segmentation", "report"}, ui.statusLabel.text
+    assert "DICOM SEG and SR written to" in ui.statusLabel.text
+    assert written["report"].parent.parent == tmp_path / "scenes" / "ICH-DICOM"
+    seg = pydicom.dcmread(str(written["segmentation"]))
+    referenced = {i.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
+    assert referenced and referenced <= set(files)
+    assert "Subdural hemorrhage" in {s.SegmentLabel for s in seg.SegmentSequence}
+
+    plain = mrml.volume_to_node(read_volume(tmp_path / "series"), name="from a file")
+    with pytest.raises(InputError, match="not loaded from the DICOM database"):
+        localization.logic.process(plain, methods=("unet",), device="cpu", dicomOutputDir=tmp_path / "x")
+    p.writeDicom = False

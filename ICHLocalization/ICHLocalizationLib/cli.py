@@ -64,6 +64,8 @@ def parser():
                     help="run a DICOM series with slices missing from its middle (filled by interpolation, with a warning); "
                          "by default such a series is refused")
     ap.add_argument("--scene", action="store_true", help="also write scene.mrml that opens in Slicer")
+    ap.add_argument("--dicom-out", action="store_true",
+                    help="for DICOM inputs, also write segmentation.dcm (DICOM SEG) and report.dcm (TID 1500 SR) for PACS")
     ap.add_argument("--overwrite", action="store_true", help="redo scans that already have results")
     ap.add_argument("--workers", type=int, help="run on a local Dask cluster of this many worker processes")
     ap.add_argument("--scheduler", help="run on an existing Dask cluster: its scheduler address (tcp://host:8786)")

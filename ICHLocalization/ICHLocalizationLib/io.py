@@ -221,6 +221,7 @@ def _stack_dicom_slices(members, name, spacing=None, allow_gaps=False) -> CTVolu
     vol = CTVolume.from_lps(hu, (float(px[1]), float(px[0]), dz), positions[0], direction, name=name)
     vol.warnings += warnings
     vol.metadata["Modality"] = modality
+    vol.metadata["dicom_files"] = [str(path) for path, _ in members]  # sources of a DICOM SEG/SR
     return vol
 
 
@@ -313,6 +314,7 @@ def read_dicom_file(path: Path, spacing=None) -> CTVolume:
     origin = np.array([float(v) for v in ipp]) if ipp is not None else np.zeros(3)  # DICOM/ITK default
     vol = CTVolume.from_lps(hu[None], sp, origin, direction, name=_stem(path))
     vol.metadata["Modality"] = modality
+    vol.metadata["dicom_files"] = [str(path)]
     return vol
 
 

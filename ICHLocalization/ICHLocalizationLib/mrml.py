@@ -5,7 +5,7 @@ adds a new folder and never touches earlier ones (or the user's edits of them).
 """
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -66,6 +66,17 @@ def source_file(node) -> Optional[Path]:
     storage = node.GetStorageNode()
     name = storage.GetFileName() if storage is not None else None
     return Path(name) if name and Path(name).is_file() else None
+
+
+def dicom_source_files(node) -> List[str]:
+    """The DICOM files a volume was loaded from by Slicer's DICOM module (its `DICOM.instanceUIDs`
+    attribute, looked up in the application's DICOM database); empty for any other volume."""
+    uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
+    database = getattr(_slicer(), "dicomDatabase", None)
+    if not uids or database is None:
+        return []
+    files = [database.fileForInstance(uid) for uid in uids]
+    return [f for f in files if f and Path(f).is_file()]
 
 
 def volume_to_node(volume: CTVolume, name=None, array=None, scene=None):

@@ -638,6 +638,7 @@ def write_dicom_series(ph: Phantom, folder: Path):
         ds.PatientName = f"Phantom^{ph.seed}"
         ds.PatientID = f"PHANTOM{ph.seed}"
         ds.StudyDate = ds.SeriesDate = today
+        ds.StudyTime, ds.StudyID, ds.AccessionNumber = "090000", "1", f"PH{ph.seed}"
         ds.StudyDescription = "CT HEAD WO CONTRAST (synthetic)"
         ds.SeriesDescription = "Axial brain (synthetic phantom)"
         ds.BodyPartExamined = "HEAD"

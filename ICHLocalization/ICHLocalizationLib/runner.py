@@ -51,6 +51,9 @@ def process_case(pipeline, path: Path, out_dir: Path, args, scene=False):
         return "skipped", "already done (use --overwrite to redo)", None
     volume = read_volume(path, spacing=optional_spacing(args.spacing), png_window=_window(args.png_window),
                          series_uid=args.series_uid, allow_gaps=args.allow_gaps)
+    dicom_out = getattr(args, "dicom_out", False)
+    if dicom_out and not volume.metadata.get("dicom_files"):
+        raise InputError(f"{path}: --dicom-out needs a DICOM series or file as input; run this scan without it")
     t0 = time.perf_counter()
     results = pipeline.run(volume)
     results.input = str(path)
@@ -60,6 +63,10 @@ def process_case(pipeline, path: Path, out_dir: Path, args, scene=False):
         ref = mrml.volume_to_node(volume, name=case, scene=sc)
         nodes = mrml.results_to_nodes(results, ref, scene=sc)
         mrml.write_outputs(nodes, tmp)
+        if dicom_out:
+            from .dicom_export import write_dicom
+
+            write_dicom(results, tmp)
         overview_png(results, tmp / "overview.png")
         (tmp / "findings.csv").write_text(results.to_csv())
         if scene:
