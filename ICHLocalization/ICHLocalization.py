@@ -421,14 +421,19 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
             self._timer = None
 
     def processFiles(self, paths, outputDir, methods=METHODS, device="auto", overwrite=False,
-                     waitForCompletion=False, progress=None, finished=None):
+                     waitForCompletion=False, progress=None, finished=None, dicomOut=False, workers=None,
+                     scheduler=None):
         """Batch: the same per-scan folders and summary.csv as `ich-localize`, run by it in a separate
         process, so Slicer stays responsive and nothing is added to the scene. Returns the exit status
         when waitForCompletion, else the running `BatchProcess` (`.cancel()`, `.returncode`); then
-        `progress(fraction, lastLine)` and `finished(exitStatus)` are called on the main thread."""
-        from ICHLocalizationLib.batch import BatchProcess
+        `progress(fraction, lastLine)` and `finished(exitStatus)` are called on the main thread.
 
-        batch = BatchProcess(paths, outputDir, methods=methods, device=device, overwrite=overwrite)
+        `dicomOut`: also a DICOM SEG and SR per DICOM scan. `workers`: a local Dask cluster of that many
+        processes; `scheduler`: an existing Dask cluster, by address or by a `dask.distributed.Client`."""
+        from ICHLocalizationLib.batch import BatchProcess, scale_args
+
+        extra = (["--dicom-out"] if dicomOut else []) + scale_args(workers, scheduler)
+        batch = BatchProcess(paths, outputDir, methods=methods, device=device, overwrite=overwrite, extra_args=extra)
         if waitForCompletion:
             return batch.wait()
 

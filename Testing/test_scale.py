@@ -64,3 +64,47 @@ def test_the_default_path_never_imports_dask(scans, untrained_models, tmp_path):
             "assert code == 0, code; assert 'dask' not in sys.modules and 'distributed' not in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_script_runs_the_batch_on_its_own_dask_client(scans, untrained_models, tmp_path):
+    """The library function takes a Client (as a notebook on a cluster has one) and leaves it open;
+    Slicer's processFiles passes such a client's scheduler address to its child ich-localize."""
+    from dask.distributed import Client, LocalCluster
+
+    from ICHLocalizationLib.batch import scale_args
+    from ICHLocalizationLib.cli import localize
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        rows = localize(scans, tmp_path / "out", client=client, methods="mil", device="cpu", models=str(untrained_models))
+        assert [(r["case"], r["status"]) for r in rows] == [("p31", "ok"), ("bad", "failed"), ("p32", "ok")]
+        assert client.status == "running", "a client the caller gave is not closed"
+        assert scale_args(scheduler=client) == ["--scheduler", cluster.scheduler_address]
+    assert (tmp_path / "out" / "p32" / "findings.json").exists()
+    assert list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))[1]["status"] == "failed"
+    with pytest.raises(TypeError, match="unknown option"):
+        localize(scans, tmp_path / "o2", method="mil")
+
+
+def test_zero_workers_is_refused_in_one_line(scans, untrained_models, tmp_path):
+    proc = localize([scans[0], "--out", tmp_path / "o", "--workers", "0"], untrained_models)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "ich-localize: --workers must be 1 or more (got 0)"
+
+
+def test_local_workers_split_the_cores_and_keep_glibcs_default_allocator():
+    """workers × threads ≤ cores, and no MALLOC_TRIM_THRESHOLD_ (Dask's default made a scan 1.5× slower)."""
+    import os
+
+    from dask.distributed import Client
+
+    from ICHLocalizationLib.scale import local_cluster
+
+    def worker_state():
+        import torch
+
+        return os.environ.get("MALLOC_TRIM_THRESHOLD_"), torch.get_num_threads()
+
+    with local_cluster(2) as cluster, Client(cluster) as client:
+        states = list(client.run(worker_state).values())
+    assert states == [(None, max(1, (os.cpu_count() or 1) // 2))] * 2

@@ -1,9 +1,6 @@
-"""Trainers on small phantoms: every method trains, checkpoints, resumes and registers; a
-2-process torchrun run; detector tuning; dataset splits by patient. Long runs are marked slow."""
+"""Trainers on small phantoms: every method trains, checkpoints, resumes and registers; detector
+tuning; dataset splits by patient. Long runs are marked slow (torchrun: test_distributed.py)."""
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -229,30 +226,6 @@ def test_a_one_slice_unet_starts_a_25d_one_that_reads_its_neighbours(records, tm
     assert maps.fg.shape == (16, 256, 256) and np.isfinite(maps.fg).all() and 0 <= maps.fg.min() <= maps.fg.max() <= 1
 
 
-def test_torchrun_two_processes(tmp_path, records):
-    """Distributed data parallel with gloo on two CPU processes."""
-    script = tmp_path / "ddp.py"
-    np.savez(tmp_path / "rec.npz", **{k: v for k, v in records[0].items() if v is not None})
-    script.write_text(f"""
-import numpy as np, torch.distributed as dist
-from ICHTrainingLib.train import TrainConfig, train_mil
-with np.load({str(tmp_path / 'rec.npz')!r}) as z:
-    r = {{k: z[k] for k in z.files}}
-recs = []
-for i in range(4):
-    d = dict(r); d["patient"] = f"p{{i}}"; recs.append(d)
-cfg = TrainConfig(method="mil", out={str(tmp_path / 'ddp')!r}, epochs=1, batch_size=4, max_batches=2, val_fraction=0.25)
-train_mil(recs, cfg)
-print("rank", dist.get_rank(), "of", dist.get_world_size(), "done")
-""")
-    torchrun = Path(sys.executable).parent / "torchrun"
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script)], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "rank 0 of 2 done" in proc.stdout and "rank 1 of 2 done" in proc.stdout
-    assert (tmp_path / "ddp" / "mil-maxpool.checkpoint.pt").exists(), "rank 0 writes the checkpoint"
-
-
 @pytest.fixture(scope="module")
 def twin(records, tmp_path_factory):
     """The bleed-free twin of records[1] (seed 502: an IVH, with bleed-free slices above and below)."""
@@ -360,6 +333,26 @@ def test_cascade_trains_the_named_planes_and_keeps_the_others(records, tmp_path)
         run_training(records, TrainConfig(method="cascade", out=str(tmp_path / "c"), planes=["axial"]))
     with pytest.raises(ValueError, match="transverse"):
         run_training(records, TrainConfig(method="cascade", out=str(tmp_path / "d"), init=init, planes=["transverse"]))
+
+
+def test_slice_labelled_real_records_teach_the_axial_nets_only(records, tmp_path):
+    """A CT-ICH-like record (per-slice subtypes on the cascade grid, no label map) joins the axial
+    plane's training and validation and no other; the U-Net still refuses such records."""
+    from ICHTrainingLib.train import plane_items, plane_labels, record_plane_labels
+
+    sliced = dict(records[0], patient="ctich-1", pixel_truth=False)
+    sliced["casc_axial_subtypes"] = plane_labels(sliced.pop("casc_labels"), "axial")[:, 1:]
+    assert np.array_equal(record_plane_labels(sliced, "axial"), plane_labels(records[0]["casc_labels"], "axial"))
+    assert record_plane_labels(sliced, "coronal") is None
+    axial, _, _ = plane_items([sliced, records[1]], "axial")
+    coronal, _, _ = plane_items([sliced, records[1]], "coronal")
+    assert len(axial) > len(coronal) == len(plane_items([records[1]], "coronal")[0])
+    mixed = [sliced, *records[1:]]
+    entry = run_training(mixed, TrainConfig(method="cascade", out=str(tmp_path / "c"), epochs=1, batch_size=4,
+                                            max_batches=1, val_fraction=0.25))
+    assert {"axial_ich_auc", "coronal_ich_auc"} <= set(entry.metrics["validation"])
+    with pytest.raises(ValueError, match="unet learns from blood masks"):
+        run_training(mixed, TrainConfig(method="unet", out=str(tmp_path / "u")))
 
 
 def test_ich_train_planes_option_is_checked_before_training(records, tmp_path, monkeypatch, capsys):

@@ -65,6 +65,15 @@ class ChildProcess:
             self.process.send_signal(signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT)
 
 
+def scale_args(workers=None, scheduler=None) -> List[str]:
+    """ich-localize's Dask options: a local cluster of `workers` processes, or an existing cluster given
+    by its scheduler address or by a `dask.distributed.Client` connected to it."""
+    if scheduler is not None:
+        address = getattr(getattr(scheduler, "scheduler", None), "address", scheduler)
+        return ["--scheduler", str(address)]
+    return ["--workers", str(int(workers))] if workers else []
+
+
 class BatchProcess(ChildProcess):
     """`ich-localize` on many scans; `fraction` follows its "[i/n] case: status" lines. Exit status as
     ich-localize's: 0 all done, 1 a scan failed (recorded in summary.csv), 2 nothing started, 130 cancelled."""

@@ -74,16 +74,36 @@ def parser():
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
+    return run_batch(parser().parse_args(argv))[0]
+
+
+def localize(inputs, out, client=None, **options):
+    """A batch from Python (scripts, notebooks): ich-localize's options as keywords (methods="mil",
+    dicom_out=True, workers=2…), or `client`, a dask.distributed.Client, to run on its cluster.
+    The same folders and summary.csv as the command; returns this run's summary rows."""
+    args = parser().parse_args([*map(str, inputs), "--out", str(out)])
+    unknown = sorted(set(options) - set(vars(args)))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; the options are ich-localize's (see --help)")
+    vars(args).update(options)
+    status, rows = run_batch(args, client=client)
+    if status == 2:
+        raise InputError("nothing was started; see the message above")
+    return rows
+
+
+def run_batch(args, client=None):
+    """(exit status, summary rows) of a batch: serial, or on Dask when a client, --workers or
+    --scheduler is given."""
     out_dir = Path(args.out)
     log = lambda m: print(f"ich-localize: {m}", file=sys.stderr)  # noqa: E731
     try:
         _check_output_folder(out_dir)
         inputs = expand_inputs(args.inputs)
-        if args.workers is not None or args.scheduler:
+        if client is not None or args.workers is not None or args.scheduler:
             from .scale import dask_batch
 
-            scans = dask_batch(inputs, out_dir, args, workers=args.workers, scheduler=args.scheduler)
+            scans = dask_batch(inputs, out_dir, args, workers=args.workers, scheduler=args.scheduler, client=client)
         else:
             from .pipeline import Pipeline
 
@@ -91,7 +111,7 @@ def main(argv=None):
             scans = (run_scan(pipeline, path, out_dir, args) for path in inputs)
     except (InputError, ModelError) as exc:
         log(exc)
-        return 2
+        return 2, []
     if hasattr(signal, "SIGBREAK"):  # Windows: a batch started by Slicer is cancelled with Ctrl+Break
         signal.signal(signal.SIGBREAK, signal.default_int_handler)
     return _report(scans, inputs, out_dir, args)
@@ -118,9 +138,10 @@ def _report(scans, inputs, out_dir, args):
     except KeyboardInterrupt:
         print("ich-localize: interrupted; finished scans are kept, rerun to resume", file=sys.stderr)
         _summary(out_dir, sorted(rows, key=lambda r: order[r["input"]]))
-        return 130
-    _summary(out_dir, sorted(rows, key=lambda r: order[r["input"]]))
-    return 1 if failed else 0
+        return 130, rows
+    rows = sorted(rows, key=lambda r: order[r["input"]])
+    _summary(out_dir, rows)
+    return (1 if failed else 0), rows
 
 
 def _print_failure(row, trace=None):

@@ -62,7 +62,7 @@ def train_parser():
 
 def train_main(argv=None):
     args = train_parser().parse_args(argv)
-    from .train import TrainConfig, run_training
+    from .train import TrainConfig, end_distributed, run_training
 
     cfg = TrainConfig(method=args.method, out=args.out, variant=args.variant, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, device=args.device, max_batches=args.max_batches,
@@ -77,10 +77,14 @@ def train_main(argv=None):
     try:
         records = load_training_records(args.data, args.cache, args.workers, args.bleed_free_twins)
         entry = run_training(records, cfg)
+        if entry is None:  # a torchrun process other than rank 0: rank 0 writes and reports
+            return 0
         if args.register:
             register(models_dir(args.models), entry, Path(args.out))
     except (InputError, ModelError, ValueError) as exc:
         return _fail("ich-train", str(exc))
+    finally:
+        end_distributed()
     print(json.dumps(entry.metrics, indent=1))
     return 0
 

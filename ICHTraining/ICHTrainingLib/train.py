@@ -124,11 +124,58 @@ def split_by_patient(records, val_fraction=0.15, seed=0, fold=0, folds=1):
 
 
 def _dist():
-    """(rank, world) under torchrun, else (0, 1)."""
+    """(rank, world) under torchrun, else (0, 1); joins the process group on first use."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return int(os.environ.get("RANK", "0")), world
+
+
+def end_distributed():
+    """Leave the process group (torchrun), if this process joined one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def rank_device(cfg_device: str, world: int) -> torch.device:
+    """The device of this process: under torchrun with GPUs, the GPU of its local rank."""
+    device = choose_device(cfg_device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+def shard(batches, rank: int, world: int):
+    """This rank's share of an epoch: of every `world` consecutive batches it takes the rank-th, and a
+    last incomplete group is dropped, so every rank takes the same number of steps (DDP's gradient
+    all-reduce needs that). K ranks with batch size B thus step like one process with batch size K·B
+    (exactly so for a model without BatchNorm, whose statistics stay per process)."""
+    if world == 1:
+        yield from batches
+        return
+    group = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == world:
+            yield group[rank]
+            group = []
+
+
+def _mean_over_ranks(values, world: int) -> float:
+    total = torch.tensor([float(np.sum(values)), float(len(values))], dtype=torch.float64)
+    if world > 1:
+        torch.distributed.all_reduce(total)
+    return float(total[0] / total[1]) if total[1] else math.nan
+
+
+def _from_rank0(obj, world: int):
+    """rank 0's value of obj on every rank (validation runs on rank 0 only)."""
+    if world == 1:
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def lr_milestones(cfg: TrainConfig):
@@ -149,20 +196,20 @@ def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate:
     Resumes from out/<name>.checkpoint.pt. Returns the history.
     """
     rank, world = _dist()
-    device = choose_device(cfg.device)
+    device = rank_device(cfg.device, world)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     model.to(device)
     if device.type == "cpu":  # oneDNN trains ~1.8× faster on channels-last weights (U-Net, 2 cores)
         model.to(memory_format=torch.channels_last)
     train_model = model
-    if world > 1:
+    if world > 1:  # DDP broadcasts rank 0's weights now and averages the gradients at every step
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=lr_milestones(cfg), gamma=0.1)
     ckpt = out / f"{name}.checkpoint.pt"
     history, start, best = [], 0, None
-    if ckpt.exists():
+    if ckpt.exists():  # every rank resumes from the one checkpoint rank 0 wrote
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -170,12 +217,10 @@ def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate:
         history, start, best = state["history"], int(state["epoch"]) + 1, state.get("best")
         _log(rank, f"{name}: resuming after epoch {start}")
     for epoch in range(start, cfg.epochs):
-        rng = np.random.default_rng(cfg.seed * 1000 + epoch)
+        rng = np.random.default_rng(cfg.seed * 1000 + epoch)  # the same order on every rank; shard() splits it
         train_model.train()
         t0, losses = time.time(), []
-        for b, (x, y) in enumerate(batches(epoch, rng)):
-            if b % world != rank:
-                continue  # each process takes every world-th batch
+        for b, (x, y) in enumerate(shard(batches(epoch, rng), rank, world)):
             if cfg.max_batches and len(losses) >= cfg.max_batches:
                 break
             x = x.to(device, non_blocking=True)
@@ -190,9 +235,9 @@ def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate:
         sched.step()
         model.eval()
         with torch.inference_mode():
-            metrics = validate(model) if rank == 0 else {}
-        entry = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else math.nan,
-                 "seconds": round(time.time() - t0, 1), **metrics}
+            metrics = _from_rank0(validate(model) if rank == 0 else None, world)
+        entry = {"epoch": epoch, "loss": _mean_over_ranks(losses, world), "seconds": round(time.time() - t0, 1),
+                 **metrics}
         history.append(entry)
         value = metrics.get(select, math.nan) if select else math.nan
         if np.isfinite(value) and (best is None or value > best["value"]):
@@ -204,6 +249,8 @@ def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         "history": history, "epoch": epoch, "best": best}, tmp)
             tmp.replace(ckpt)
+        if world > 1:
+            torch.distributed.barrier()  # the checkpoint is whole before any rank goes on (or stops)
     model.to("cpu")
     if best is not None:
         model.load_state_dict(best["model"])
@@ -514,74 +561,103 @@ def plane_labels(labels: np.ndarray, plane: str) -> np.ndarray:
     return np.concatenate([per.any(axis=1, keepdims=True), per], axis=1)
 
 
+def record_plane_labels(record, plane: str) -> Optional[np.ndarray]:
+    """A record's slice labels in one plane of its cascade grid, or None where it has none there:
+    a label map (phantom masks, PHE boxes) gives all three planes, per-slice subtypes (CT-ICH) the
+    axial plane only."""
+    if "casc_labels" in record:
+        return plane_labels(record["casc_labels"], plane)
+    if plane == "axial" and "casc_axial_subtypes" in record:
+        per = np.asarray(record["casc_axial_subtypes"], bool)
+        return np.concatenate([per.any(axis=1, keepdims=True), per], axis=1)
+    return None
+
+
+def plane_items(train, plane: str):
+    """(items, labels, positive weights) of one plane: every slice that cuts the head, of every record
+    labelled in that plane; the weights balance 'ich' and each subtype net's bleed-only training."""
+    items, labs = [], []
+    for r in train:
+        lab = record_plane_labels(r, plane)
+        if lab is None:
+            continue
+        hu = plane_slices(r["casc_hu"], plane)
+        inside = (hu > -300).mean(axis=(1, 2)) > 0.02
+        for n in np.nonzero(inside)[0]:
+            items.append((hu, n))
+            labs.append(lab[n])
+    labs = np.array(labs).reshape(-1, 1 + len(SUBTYPES))
+    pos_w = torch.tensor([max(1.0, (~labs[:, 0]).sum() / max(1, labs[:, 0].sum()))] +
+                         [max(1.0, (labs[:, 0] & ~labs[:, s]).sum() / max(1, labs[:, s].sum())) for s in range(1, 6)])
+    return items, labs, pos_w
+
+
+def _cascade_batches(items, labs, aug, offset, batch_size):
+    """Every bleed slice and twice as many bleed-free ones per epoch; a 2.5D plane's slice comes with
+    its neighbours (one time in ten the slice stands in for them, as for a lone 2D image)."""
+    def read(i, rng):
+        hu, n = items[i]
+        return hu[n] if not offset else with_neighbours(hu, [n], 0 if rng.random() < 0.1 else offset)[0]
+
+    def batches(epoch, rng):
+        pos, neg = np.nonzero(labs[:, 0])[0], np.nonzero(~labs[:, 0])[0]
+        n = min(len(neg), 2 * len(pos)) if len(pos) else len(neg)
+        order = rng.permutation(np.concatenate([pos, rng.choice(neg, n, replace=False)]))
+        for s in range(0, len(order) - batch_size + 1, batch_size):
+            idx = order[s:s + batch_size]
+            xs, _ = _augment_batch(aug, [read(i, rng) for i in idx])
+            yield channels_torch(_stack_hu(xs), "paper000"), torch.from_numpy(labs[idx])
+    return batches
+
+
+def _cascade_loss(pos_w):
+    """'ich' BCE on every slice plus the subtype nets' BCE on the bleed slices (no forward pass on the rest)."""
+    def loss_fn(m, x, y):
+        y = y.float()
+        loss = F.binary_cross_entropy_with_logits(m(x, ["ich"])["ich"], y[:, 0], pos_weight=pos_w[0].to(x.device))
+        positive = y[:, 0] > 0
+        if positive.any():
+            out = m(x[positive], list(SUBTYPES))
+            for s, name in enumerate(SUBTYPES, start=1):
+                loss = loss + F.binary_cross_entropy_with_logits(out[name], y[positive, s],
+                                                                 pos_weight=pos_w[s].to(x.device)) / 5.0
+        return loss
+    return loss_fn
+
+
+def _cascade_augmentation(cfg: TrainConfig, plane: str):
+    # a sagittal slice has no left-right axis to mirror; only an axial slice can arrive as an 8-bit
+    # windowed 2D image (the cascade's slice score), so only the axial nets see windowed exports
+    return slice_augmentation(with_label=False, seed=cfg.seed + PLANES.index(plane), rotate_deg=10.0,
+                              spatial_axis_lr=None if plane == "sagittal" else 1,
+                              p_windowed=0.2 if plane == "axial" else 0.0)
+
+
 def train_cascade(records, cfg: TrainConfig, progress=None):
     """Per plane, a bank of six binary classifiers: 'ich' on all slices, each subtype net on the
-    bleed-positive slices only (it sees only stage-1 positives at inference)."""
+    bleed-positive slices only (it sees only stage-1 positives at inference). A plane learns from the
+    records labelled in it (record_plane_labels)."""
     torch.manual_seed(cfg.seed)
     train, val = split_by_patient(records, cfg.val_fraction, cfg.seed)
     banks, histories = {}, []
     trained = cascade_planes(cfg)
     for plane in PLANES:
         offset = context_offset(plane, cfg.context_mm)
-        if plane not in trained:  # kept as cfg.init has it; its metrics still go on the card
-            banks[plane] = start_from(plane_bank(offset), cfg, plane).eval()
-            with torch.inference_mode():
-                metrics = cascade_slice_metrics(banks[plane], val, plane, offset)
-            histories.append({"epoch": None, "kept_from_init": plane,
-                              **{f"{plane}_{k}": v for k, v in metrics.items()}})
-            continue
-        items, labs = [], []
-        for r in train:
-            hu = plane_slices(r["casc_hu"], plane)
-            lab = plane_labels(r["casc_labels"], plane)
-            inside = (hu > -300).mean(axis=(1, 2)) > 0.02  # slices that cut the head
-            for n in np.nonzero(inside)[0]:
-                items.append((hu, n))
-                labs.append(lab[n])
-        labs = np.array(labs)
-        pos_w = torch.tensor([max(1.0, (~labs[:, 0]).sum() / max(1, labs[:, 0].sum()))] +
-                             [max(1.0, (labs[:, 0] & ~labs[:, s]).sum() / max(1, labs[:, s].sum())) for s in range(1, 6)])
-        # a sagittal slice has no left-right axis to mirror; only an axial slice can arrive as an 8-bit
-        # windowed 2D image (the cascade's slice score), so only the axial nets see windowed exports
-        aug = slice_augmentation(with_label=False, seed=cfg.seed + PLANES.index(plane), rotate_deg=10.0,
-                                 spatial_axis_lr=None if plane == "sagittal" else 1,
-                                 p_windowed=0.2 if plane == "axial" else 0.0)
         bank = start_from(plane_bank(offset), cfg, plane)
-
-        def read(i, rng, offset=offset, items=items):
-            """One training slice, with its neighbours for a 2.5D plane (one time in ten the slice stands
-            in for them, as for a lone 2D image)."""
-            hu, n = items[i]
-            if not offset:
-                return hu[n]
-            return with_neighbours(hu, [n], 0 if rng.random() < 0.1 else offset)[0]
-
-        def batches(epoch, rng, items=items, labs=labs, aug=aug, read=read):
-            pos = np.nonzero(labs[:, 0])[0]
-            neg = np.nonzero(~labs[:, 0])[0]
-            n = min(len(neg), 2 * len(pos)) if len(pos) else len(neg)
-            order = rng.permutation(np.concatenate([pos, rng.choice(neg, n, replace=False)]))
-            for s in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
-                idx = order[s:s + cfg.batch_size]
-                xs, _ = _augment_batch(aug, [read(i, rng) for i in idx])
-                yield channels_torch(_stack_hu(xs), "paper000"), torch.from_numpy(labs[idx])
-
-        def loss_fn(m, x, y, pos_w=pos_w):
-            y = y.float()
-            loss = F.binary_cross_entropy_with_logits(m(x, ["ich"])["ich"], y[:, 0], pos_weight=pos_w[0].to(x.device))
-            positive = y[:, 0] > 0
-            if positive.any():  # the subtype nets read bleed slices only: no forward pass on the rest
-                out = m(x[positive], list(SUBTYPES))
-                for s, name in enumerate(SUBTYPES, start=1):
-                    loss = loss + F.binary_cross_entropy_with_logits(out[name], y[positive, s],
-                                                                     pos_weight=pos_w[s].to(x.device)) / 5.0
-            return loss
+        banks[plane] = bank
+        if plane not in trained:  # kept as cfg.init has it; its metrics still go on the card
+            with torch.inference_mode():
+                metrics = cascade_slice_metrics(bank.eval(), val, plane, offset)
+            histories.append({"epoch": None, "kept_from_init": plane, **{f"{plane}_{k}": v for k, v in metrics.items()}})
+            continue
+        items, labs, pos_w = plane_items(train, plane)
+        batches = _cascade_batches(items, labs, _cascade_augmentation(cfg, plane), offset, cfg.batch_size)
 
         def validate(m, plane=plane, offset=offset):
             return {f"{plane}_{k}": v for k, v in cascade_slice_metrics(m, val, plane, offset).items()}
 
-        fit(bank, cfg, batches, loss_fn, validate, name=f"cascade-{plane}", progress=progress, select=f"{plane}_ich_auc")
-        banks[plane] = bank
+        fit(bank, cfg, batches, _cascade_loss(pos_w), validate, name=f"cascade-{plane}", progress=progress,
+            select=f"{plane}_ich_auc")
         ck = Path(cfg.out) / f"cascade-{plane}.checkpoint.pt"
         histories += torch.load(ck, map_location="cpu", weights_only=True)["history"]
     return banks, histories, val
@@ -603,13 +679,16 @@ def cascade_slice_metrics(bank, records, plane, offset=0):
     device = next(bank.parameters()).device
     ys, ps = [], []
     for r in records:
+        labels = record_plane_labels(r, plane)
+        if labels is None:
+            continue
         hu = plane_slices(r["casc_hu"], plane).astype(np.float32)
         hu = plane_input(hu, np.arange(len(hu)), offset)
         x = channels_torch(torch.from_numpy(hu), "paper000").to(device)
         out = bank(x)
         p1 = torch.sigmoid(out["ich"]).cpu().numpy()
         ps.append(np.column_stack([p1] + [p1 * torch.sigmoid(out[s]).cpu().numpy() for s in SUBTYPES]))
-        ys.append(plane_labels(r["casc_labels"], plane))
+        ys.append(labels)
     if not ys:
         return {}
     y, p = np.concatenate(ys), np.concatenate(ps)
@@ -630,9 +709,12 @@ def run_training(records, cfg: TrainConfig, progress=None):
 
     if not records:
         raise ValueError("no training scans: check --data")
-    if cfg.method != "mil" and not all(r.get("pixel_truth", True) for r in records):
-        raise ValueError(f"{cfg.method} learns from blood masks or 3D boxes; the real scans here carry slice labels "
-                         "(and PHE boxes), which train the MIL detector: use ich-train mil")
+    if cfg.method == "cascade" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("the cascade trains in one process (its loss runs the subtype nets on bleed slices only, "
+                         "which DDP cannot average); run ich-train cascade without torchrun")
+    if cfg.method == "unet" and not all(r.get("pixel_truth", True) for r in records):
+        raise ValueError("unet learns from blood masks; the real scans here carry slice labels (and PHE boxes), "
+                         "which train the MIL detector and the cascade: use ich-train mil or cascade")
     out = Path(cfg.out)
     t0 = time.time()
     twins = sum("twin_of_bleed" in r for r in records)
@@ -685,6 +767,11 @@ def run_training(records, cfg: TrainConfig, progress=None):
         metrics["cross_validation"] = cv
     # the epochs' own times, so that a run resumed from its checkpoints still reports its training time
     training["seconds"] = round(max(time.time() - t0, sum(e.get("seconds", 0.0) for e in history)), 1)
+    rank, world = _dist()
+    if world > 1:
+        training["processes"] = world
+    if rank != 0:  # every rank ends with the same weights; rank 0 writes them
+        return None
     path, card = write_model(out, name, state, {"training": training, "history": history, "input": inp})
     entry = ModelEntry(id=mid, method=cfg.method, version=time.strftime("%Y.%m.%d"),
                        files={"weights": {"file": path.name, "sha256": card["sha256"]}}, input=inp, params=params,

@@ -8,6 +8,7 @@ A bleed-free twin (`phantom-<seed>-twin.npz`) is the same head rendered without 
 record also holds `twin_of_bleed`, the slices where the original bleeds — the slices of the twin
 that differ from the original (see `PhantomGenerator.generate`).
 """
+import os
 from pathlib import Path
 from typing import Iterable, List
 
@@ -54,7 +55,7 @@ def _build_one(args):
     if original is not None:
         with np.load(original) as z:
             rec["twin_of_bleed"] = z["slice_subtypes"].any(axis=1)
-    tmp = Path(str(path) + ".tmp.npz")
+    tmp = Path(f"{path}.{os.getpid()}.tmp.npz")  # unique: torchrun ranks may build the same scan
     np.savez_compressed(tmp, **rec)
     tmp.rename(path)
     return path

@@ -10,6 +10,7 @@ from pathlib import Path
 from .folds import load_folds, parse_folds
 
 FOLDERS = {"ctich-jpg": "ct-ich-jpg", "phe": "phe-sich"}
+RECORD_VERSION = "r2"  # r2: the cascade grid and its labels
 KINDS = tuple(FOLDERS)
 
 
@@ -52,16 +53,18 @@ def records(kind: str, arg: str, cache="cache"):
     """Training records (see phantom.scan_record) of the real scans, cached one .npz per scan.
 
     Slice labels only: `crop_labels` holds PHE's hematoma boxes (for the MIL's peak-in-box check),
-    nothing for CT-ICH; `pixel_truth` False tells the trainers that these are not blood masks."""
+    nothing for CT-ICH; `pixel_truth` False tells the trainers that these are not blood masks. The
+    cascade grid comes with what is known on it: PHE's boxes as `casc_labels` (slice labels in all
+    three planes), CT-ICH's per-slice subtypes as `casc_axial_subtypes` (axial slices only)."""
     import numpy as np
 
     folder = Path(cache) / "real"
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for patient, fold, volume, truth in real_scans(kind, arg):
-        path = folder / f"{kind}-{patient}.npz"
+        path = folder / f"{kind}-{patient}.{RECORD_VERSION}.npz"
         if not path.exists():
-            tmp = path.with_suffix(".tmp.npz")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # unique: torchrun ranks may build the same scan
             np.savez_compressed(tmp, **_record(kind, patient, volume, truth))
             tmp.rename(path)
         with np.load(path) as z:
@@ -72,14 +75,39 @@ def records(kind: str, arg: str, cache="cache"):
 def _record(kind, patient, volume, truth):
     import numpy as np
 
-    from ICHLocalizationLib.preprocessing import AXIAL_CROP_SIZE, head_crop, head_mask
+    from ICHLocalizationLib.preprocessing import (AXIAL_CROP_SIZE, cascade_grid, estimate_alignment, head_crop,
+                                                  head_mask)
 
-    crop = head_crop(head_mask(volume.hu))
+    head = head_mask(volume.hu)
+    crop = head_crop(head)
+    alignment = estimate_alignment(volume, head)
     labels = np.zeros(volume.shape, np.uint8)
     if kind == "phe":
         for k, boxes in enumerate(truth):
             for r0, c0, r1, c1 in boxes:
                 labels[k, r0:r1 + 1, c0:c1 + 1] = 1  # IPH
-    return {"crop_hu": crop.extract(volume.hu, AXIAL_CROP_SIZE).astype(np.float16),
-            "crop_labels": crop.extract_labels(labels, AXIAL_CROP_SIZE).astype(np.uint8),
-            "slice_subtypes": volume.metadata["slice_subtypes"], "slice_mm": float(volume.spacing[2])}
+    subtypes = volume.metadata["slice_subtypes"]
+    rec = {"crop_hu": crop.extract(volume.hu, AXIAL_CROP_SIZE).astype(np.float16),
+           "crop_labels": crop.extract_labels(labels, AXIAL_CROP_SIZE).astype(np.uint8),
+           "slice_subtypes": subtypes, "slice_mm": float(volume.spacing[2]),
+           "casc_hu": cascade_grid(volume, alignment)[0].astype(np.float16)}
+    if kind == "phe":
+        rec["casc_labels"] = cascade_grid(volume, alignment, array=labels, linear=False)[0].astype(np.uint8)
+    else:
+        rec["casc_axial_subtypes"] = casc_axial_subtypes(volume, alignment, head, subtypes)
+    return rec
+
+
+def casc_axial_subtypes(volume, alignment, head, slice_subtypes):
+    """(cascade axial slices, 5): which subtypes each slice of the aligned 5 mm grid holds, from
+    labels known per input slice only: a grid slice holds a subtype where it cuts the head within an
+    input slice labelled with it (generous by up to one slice where the grid is tilted)."""
+    import numpy as np
+
+    from ICHLocalizationLib.preprocessing import cascade_grid
+
+    out = []
+    for s in range(slice_subtypes.shape[1]):
+        marked = (head & slice_subtypes[:, s][:, None, None]).astype(np.uint8)
+        out.append(cascade_grid(volume, alignment, array=marked, linear=False)[0].any(axis=(1, 2)))
+    return np.stack(out, axis=1)
