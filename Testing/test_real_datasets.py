@@ -93,3 +93,21 @@ def test_real_records_keep_slice_labels_and_never_claim_pixel_truth(tmp_path):
     assert r["crop_hu"].shape[1:] == (256, 256)
     box_slices = r["crop_labels"].any(axis=(1, 2))
     assert np.array_equal(box_slices, r["slice_subtypes"][:, 0]), "PHE boxes mark exactly the IPH slices"
+    for r in records:  # the boxes reach the cascade grid, and only IPH
+        assert r["casc_hu"].shape == (40, 128, 128) and set(np.unique(r["casc_labels"])) <= {0, 1}
+        assert r["casc_labels"].any() == r["slice_subtypes"].any()
+
+
+def test_ctich_per_slice_subtypes_reach_the_cascade_grid_axial_slices():
+    shared("ct-ich-jpg")
+    from ICHLocalizationLib.preprocessing import estimate_alignment, head_mask
+    from ICHTrainingLib.datasets.real import casc_axial_subtypes, real_scans
+
+    patient, _, volume, _ = next(s for s in real_scans("ctich-jpg", "folds=0") if s[2].metadata["slice_subtypes"].any())
+    subtypes = volume.metadata["slice_subtypes"]
+    head = head_mask(volume.hu)
+    grid = casc_axial_subtypes(volume, estimate_alignment(volume, head), head, subtypes)
+    assert grid.shape == (40, 5)
+    assert np.array_equal(grid.any(axis=0), subtypes.any(axis=0)), f"patient {patient}: the same subtypes, no more"
+    ratio = grid.any(axis=1).sum() * 5.0 / (subtypes.any(axis=1).sum() * volume.spacing[2])
+    assert 0.7 < ratio < 2.5, "about as many millimetres of bleeding slices on the 5 mm grid as in the scan"

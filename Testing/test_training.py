@@ -344,9 +344,10 @@ def test_slice_labelled_real_records_teach_the_axial_nets_only(records, tmp_path
     sliced["casc_axial_subtypes"] = plane_labels(sliced.pop("casc_labels"), "axial")[:, 1:]
     assert np.array_equal(record_plane_labels(sliced, "axial"), plane_labels(records[0]["casc_labels"], "axial"))
     assert record_plane_labels(sliced, "coronal") is None
-    axial, _, _ = plane_items([sliced, records[1]], "axial")
-    coronal, _, _ = plane_items([sliced, records[1]], "coronal")
-    assert len(axial) > len(coronal) == len(plane_items([records[1]], "coronal")[0])
+    count = lambda recs, plane: len(plane_items(recs, plane)[0])  # noqa: E731
+    assert count([sliced, records[1]], "axial") == count([sliced], "axial") + count([records[1]], "axial")
+    assert count([sliced], "axial") > 0 and count([sliced], "coronal") == 0
+    assert count([sliced, records[1]], "coronal") == count([records[1]], "coronal")
     mixed = [sliced, *records[1:]]
     entry = run_training(mixed, TrainConfig(method="cascade", out=str(tmp_path / "c"), epochs=1, batch_size=4,
                                             max_batches=1, val_fraction=0.25))

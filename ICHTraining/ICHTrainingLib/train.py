@@ -586,7 +586,7 @@ def plane_items(train, plane: str):
         for n in np.nonzero(inside)[0]:
             items.append((hu, n))
             labs.append(lab[n])
-    labs = np.array(labs).reshape(-1, 1 + len(SUBTYPES))
+    labs = np.array(labs, bool).reshape(-1, 1 + len(SUBTYPES))
     pos_w = torch.tensor([max(1.0, (~labs[:, 0]).sum() / max(1, labs[:, 0].sum()))] +
                          [max(1.0, (labs[:, 0] & ~labs[:, s]).sum() / max(1, labs[:, s].sum())) for s in range(1, 6)])
     return items, labs, pos_w
@@ -645,12 +645,12 @@ def train_cascade(records, cfg: TrainConfig, progress=None):
         offset = context_offset(plane, cfg.context_mm)
         bank = start_from(plane_bank(offset), cfg, plane)
         banks[plane] = bank
-        if plane not in trained:  # kept as cfg.init has it; its metrics still go on the card
+        items, labs, pos_w = plane_items(train, plane) if plane in trained else ([], None, None)
+        if not items:  # not asked for, or no record labelled in this plane: kept as cfg.init has it
             with torch.inference_mode():
                 metrics = cascade_slice_metrics(bank.eval(), val, plane, offset)
             histories.append({"epoch": None, "kept_from_init": plane, **{f"{plane}_{k}": v for k, v in metrics.items()}})
             continue
-        items, labs, pos_w = plane_items(train, plane)
         batches = _cascade_batches(items, labs, _cascade_augmentation(cfg, plane), offset, cfg.batch_size)
 
         def validate(m, plane=plane, offset=offset):
