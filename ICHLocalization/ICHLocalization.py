@@ -33,6 +33,15 @@ PYTHON_PACKAGES = {"torch": "torch", "monai": "monai>=1.3", "skimage": "scikit-i
                    "sklearn": "scikit-learn", "highdicom": "highdicom"}
 
 
+def _every(milliseconds, callback):
+    """A started QTimer calling callback on the main thread; stop() it when done."""
+    timer = qt.QTimer()
+    timer.setInterval(milliseconds)
+    timer.connect("timeout()", callback)
+    timer.start()
+    return timer
+
+
 def _importable(module):
     try:
         __import__(module)
@@ -317,71 +326,74 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
             raise RuntimeError("ICH Localization is already running; cancel it or wait for it to finish")
         started = time.perf_counter()
         volume = mrml.volume_from_node(volumeNode, check_source=False)  # a copy: the thread never reads the node
-        source = mrml.source_file(volumeNode)
         self.lastDicomFiles = {}
         if dicomOutputDir:
             volume.metadata["dicom_files"] = self._dicomSources(volumeNode)
+        job = {"volume": volume, "source": mrml.source_file(volumeNode), "dicomOutputDir": dicomOutputDir,
+               "pipeline": dict(methods=methods, model_ids=modelIds, device=device, params=params),
+               "results": None, "error": None, "progress": (0.0, "loading the models")}
         self._cancel = False
         self.mainThreadSeconds = time.perf_counter() - started
-        state = {"results": None, "error": None, "progress": (0.0, "loading the models")}
-
-        def work():
-            """Everything slow, off the main thread: file check, validation, model loading, the methods."""
-            try:
-                from ICHLocalizationLib.integrity import check_image_file
-                from ICHLocalizationLib.io import validate_head_ct
-                from ICHLocalizationLib.pipeline import Pipeline
-
-                if source:
-                    check_image_file(source)
-                validate_head_ct(volume)
-                pipeline = Pipeline(methods, model_ids=modelIds, device=device, params=params, log=logging.info)
-                state["results"] = pipeline.run(volume, progress=lambda f, l: state.__setitem__("progress", (f, l)),
-                                                cancelled=lambda: self._cancel)
-                if dicomOutputDir:
-                    from ICHLocalizationLib.dicom_export import write_dicom
-
-                    Path(dicomOutputDir).mkdir(parents=True, exist_ok=True)
-                    self.lastDicomFiles = write_dicom(state["results"], Path(dicomOutputDir))
-            except Exception as exc:  # noqa: BLE001 - reported on the main thread
-                state["error"] = exc
-
-        def createNodes():
-            started = time.perf_counter()
-            results = state["results"]
-            results.input = volumeNode.GetName()
-            nodes = mrml.results_to_nodes(results, volumeNode)
-            from ICHLocalizationLib.report import summary_line
-
-            self.lastSummary = summary_line(results)
-            self.mainThreadSeconds += time.perf_counter() - started
-            return nodes
-
         if waitForCompletion:
-            work()
-            if state["error"] is not None:
-                raise state["error"]
-            return createNodes()
-        self._thread = threading.Thread(target=work, daemon=True)
+            self._work(job)
+            if job["error"] is not None:
+                raise job["error"]
+            return self._createNodes(job, volumeNode)
+        self._thread = threading.Thread(target=self._work, args=(job,), daemon=True)
         self._thread.start()
-
-        def poll():
-            if progress:
-                progress(*state["progress"])
-            if self._thread.is_alive():
-                return
-            self._stopTimer()
-            nodes, error = None, state["error"]
-            if error is None:
-                try:
-                    nodes = createNodes()
-                except Exception as exc:  # noqa: BLE001 - shown to the user
-                    error = exc
-            if finished:
-                finished(nodes, error)
-
-        self._startTimer(poll)
+        self._timer = _every(200, lambda: self._poll(job, volumeNode, progress, finished))
         return None
+
+    def _work(self, job):
+        """Everything slow, off the main thread: file check, validation, model loading, the methods,
+        the DICOM objects."""
+        try:
+            from ICHLocalizationLib.integrity import check_image_file
+            from ICHLocalizationLib.io import validate_head_ct
+            from ICHLocalizationLib.pipeline import Pipeline
+
+            if job["source"]:
+                check_image_file(job["source"])
+            validate_head_ct(job["volume"])
+            pipeline = Pipeline(log=logging.info, **job["pipeline"])
+            job["results"] = pipeline.run(job["volume"], progress=lambda f, l: job.__setitem__("progress", (f, l)),
+                                          cancelled=lambda: self._cancel)
+            if job["dicomOutputDir"]:
+                from ICHLocalizationLib.dicom_export import write_dicom
+
+                folder = Path(job["dicomOutputDir"])
+                folder.mkdir(parents=True, exist_ok=True)
+                self.lastDicomFiles = write_dicom(job["results"], folder)
+        except Exception as exc:  # noqa: BLE001 - reported on the main thread
+            job["error"] = exc
+
+    def _createNodes(self, job, volumeNode):
+        from ICHLocalizationLib import mrml
+        from ICHLocalizationLib.report import summary_line
+
+        started = time.perf_counter()
+        results = job["results"]
+        results.input = volumeNode.GetName()
+        nodes = mrml.results_to_nodes(results, volumeNode)
+        self.lastSummary = summary_line(results)
+        self.mainThreadSeconds += time.perf_counter() - started
+        return nodes
+
+    def _poll(self, job, volumeNode, progress, finished):
+        """On the main thread, every 200 ms: report progress; once the worker has ended, make the nodes."""
+        if progress:
+            progress(*job["progress"])
+        if self._thread.is_alive():
+            return
+        self._stopTimer()
+        nodes, error = None, job["error"]
+        if error is None:
+            try:
+                nodes = self._createNodes(job, volumeNode)
+            except Exception as exc:  # noqa: BLE001 - shown to the user
+                error = exc
+        if finished:
+            finished(nodes, error)
 
     def importDicomOutput(self):
         """Add the last run's SEG and SR to the DICOM database, where the DICOM module shows them under
@@ -408,12 +420,6 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
             raise InputError(f"{volumeNode.GetName()} was not loaded from the DICOM database; DICOM output needs the "
                              "source series (load it through the DICOM module) or run without DICOM output")
         return files
-
-    def _startTimer(self, callback):
-        self._timer = qt.QTimer()
-        self._timer.setInterval(200)
-        self._timer.connect("timeout()", callback)
-        self._timer.start()
 
     def _stopTimer(self):
         if self._timer is not None:
@@ -442,13 +448,13 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
                 progress(batch.fraction, batch.lines[-1] if batch.lines else "starting")
             if batch.returncode is None:
                 return
-            self._stopTimer()
+            batch.timer.stop()
             for line in batch.lines:
                 logging.info(line)
             if finished:
                 finished(batch.returncode)
 
-        self._startTimer(poll)
+        batch.timer = _every(200, poll)  # its own timer: a batch and a run on a volume may go together
         return batch
 
     def loadPhantomSample(self, seed=7):

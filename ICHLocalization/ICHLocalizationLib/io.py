@@ -186,24 +186,12 @@ def _stack_dicom_slices(members, name, spacing=None, allow_gaps=False) -> CTVolu
     if np.any(np.abs(steps) < 1e-3):
         raise InputError(f"{name}: several slices share one position (duplicate or multi-phase series); "
                          "pick one series with --series-uid")
-    warnings = []
     dz = float(np.median(steps))
     missing = _missing_positions(along, dz)
     if missing and not allow_gaps:
         raise InputError(f"{name}: {len(missing)} slice(s) missing from the series at {_mm(missing)} "
                          "(an incomplete transfer?); send the whole series again, or pass --allow-gaps to fill them")
-    if missing:
-        warnings.append(f"{len(missing)} slice(s) missing from the series at position(s) {_mm(missing)} were filled by "
-                        "interpolation: a bleed there may be missed or misplaced")
-    elif np.abs(steps - dz).max() > 0.1 * dz + 0.05:
-        warnings.append(f"non-uniform slice spacing ({steps.min():.2f}–{steps.max():.2f} mm); "
-                        f"the median {dz:.2f} mm is used, so positions between gaps are approximate")
-    offsets = positions - positions[0]
-    drift = offsets - np.outer(offsets @ normal, normal)
-    tilt = float(np.degrees(np.arctan2(np.linalg.norm(drift[-1]), abs(along[-1] - along[0]))))
-    if tilt > 0.5:
-        warnings.append(f"gantry tilt of {tilt:.1f}° detected; slices are stacked along their normal, so "
-                        "positions far from the centre are shifted by up to a few mm")
+    warnings = _stacking_warnings(positions, normal, dz, missing)
     px = getattr(first, "PixelSpacing", None)
     if px is None:
         raise InputError(f"{name}: no PixelSpacing; re-export with geometry or pass --spacing SX,SY,SZ")
@@ -223,6 +211,26 @@ def _stack_dicom_slices(members, name, spacing=None, allow_gaps=False) -> CTVolu
     vol.metadata["Modality"] = modality
     vol.metadata["dicom_files"] = [str(path) for path, _ in members]  # sources of a DICOM SEG/SR
     return vol
+
+
+def _stacking_warnings(positions, normal, dz, missing):
+    """What the user should know about how the slices were stacked: filled gaps, uneven spacing, tilt."""
+    along = positions @ normal
+    steps = np.diff(along)
+    warnings = []
+    if missing:
+        warnings.append(f"{len(missing)} slice(s) missing from the series at position(s) {_mm(missing)} were filled by "
+                        "interpolation: a bleed there may be missed or misplaced")
+    elif np.abs(steps - dz).max() > 0.1 * dz + 0.05:
+        warnings.append(f"non-uniform slice spacing ({steps.min():.2f}–{steps.max():.2f} mm); "
+                        f"the median {dz:.2f} mm is used, so positions between gaps are approximate")
+    offsets = positions - positions[0]
+    drift = offsets - np.outer(offsets @ normal, normal)
+    tilt = float(np.degrees(np.arctan2(np.linalg.norm(drift[-1]), abs(along[-1] - along[0]))))
+    if tilt > 0.5:
+        warnings.append(f"gantry tilt of {tilt:.1f}° detected; slices are stacked along their normal, so "
+                        "positions far from the centre are shifted by up to a few mm")
+    return warnings
 
 
 def _spacings_per_step(along, dz):

@@ -311,14 +311,21 @@ class PhantomGenerator:
         return np.abs(g) / (kmag * 1.2)  # ≈ distance (mm) to the sulcal fundus surface
 
     def _render(self, f: _Field, lesions):
-        """HU and lesion fractions of one sub-slice (before blur and noise)."""
-        H = self.hu
-        hu = np.full(f.x.shape, H["air"], np.float32)
+        """HU and lesion fractions of one sub-slice (before blur and noise): cranium, brain, midline
+        and posterior-fossa structures, then the bleeds, each painted over what lies beneath."""
+        hu = np.full(f.x.shape, self.hu["air"], np.float32)
         sd_head, _ = f.ellipsoid_sd((0, -4, -6), self.head_r * np.array([1, 1, 1.15]))
         head = f.soft(sd_head)
         if not head.any():
             return hu, np.zeros((len(lesions),) + f.x.shape, np.float32)
-        # scalp with a fat layer
+        hu, skull, zbase, inner = self._render_cranium(f, hu, head)
+        hu, ctx = self._render_brain(f, hu, zbase, inner)
+        hu = self._render_midline(f, hu, ctx)
+        return self._render_bleeds(f, hu, lesions, skull, ctx)
+
+    def _render_cranium(self, f, hu, head):
+        """Scalp with its fat layer, skull with diploe, skull base and the face and neck below it."""
+        H = self.hu
         hu = hu * (1 - head) + H["scalp"] * head
         sd_outer, _ = f.ellipsoid_sd((0, 0, 0), self.outer_r)
         fat = f.soft(np.abs(sd_outer - self.scalp_t * 0.5) - self.scalp_t * 0.25) * head
@@ -338,8 +345,13 @@ class PhantomGenerator:
         hu = hu * (1 - under) + H["muscle"] * under
         plate = f.soft(np.abs(f.z - zbase + 2.5) - 2.5) * f.soft(sd_inner + 2)
         hu = hu * (1 - plate) + H["bone"] * plate
-        hu = self._skull_base(f, hu, zbase)
-        # intracranial space above the base
+        return self._skull_base(f, hu, zbase), skull, zbase, (sd_inner, rho_inner)
+
+    def _render_brain(self, f, hu, zbase, inner):
+        """CSF-filled intracranial space, grey matter with sulci, white matter under the cortical
+        ribbon; returns what the later layers and the bleeds are placed by."""
+        H = self.hu
+        sd_inner, rho_inner = inner
         intra = f.soft(sd_inner) * f.soft(zbase - f.z)
         hu = hu * (1 - intra) + H["csf"] * intra
         sd_brain, _ = f.ellipsoid_sd((0, 0, 0), self.brain_r)
@@ -354,9 +366,15 @@ class PhantomGenerator:
         ribbon = np.maximum(f.soft(depth - 3.5), f.soft(gyr - self.sulcus_w - 3.0) * f.soft(depth - sulcal_depth - 3.0))
         white = brain * (1 - ribbon)
         hu = hu * (1 - white) + H["white"] * white
-        shift = self.shift
-        xs = f.x - shift * f.soft(f.z + 0.3 * self.brain_r[2])  # midline structures shifted supratentorially
-        fs = _Field(xs, f.y, f.z, f.edge)
+        xs = f.x - self.shift * f.soft(f.z + 0.3 * self.brain_r[2])  # midline structures shifted supratentorially
+        ctx = {"intra": intra, "brain": brain, "sd_inner": sd_inner, "rho_inner": rho_inner, "sulcus": sulcus,
+               "fs": _Field(xs, f.y, f.z, f.edge), "depth": depth}
+        return hu, ctx
+
+    def _render_midline(self, f, hu, ctx):
+        """Deep grey nuclei, cerebellum under the tentorium, falx in its fissure, ventricles, cisterns
+        and the physiological calcifications (look-alikes of blood); adds vent and cist to ctx."""
+        H, brain, fs, depth = self.hu, ctx["brain"], ctx["fs"], ctx["depth"]
         for side in (-1, 1):
             deep = fs.ellipsoid((side * 21, 4, 6), (9, 15, 11)) + fs.ellipsoid((side * 10, -12, 8), (8, 11, 8))
             deep = np.clip(deep, 0, 1) * brain
@@ -370,15 +388,14 @@ class PhantomGenerator:
         hu = hu * (1 - tent) + H["falx"] * tent
         # falx: a midline sheet from the vertex down ~40 mm, above the tentorium, in a CSF fissure
         upper = f.soft(zt + 4 - f.z) * f.soft(depth - 40) * brain
-        fissure = fs.soft(np.abs(xs) - (0.8 + self.sulcus_w)) * upper
+        fissure = fs.soft(np.abs(fs.x) - (0.8 + self.sulcus_w)) * upper
         hu = hu * (1 - fissure) + H["csf"] * fissure
-        falx = fs.soft(np.abs(xs) - 0.6) * upper
+        falx = fs.soft(np.abs(fs.x) - 0.6) * upper
         hu = hu * (1 - falx) + H["falx"] * falx
-        vent = self._ventricles(fs) * brain
-        cist = self._cisterns(f) * brain
+        ctx["vent"] = vent = self._ventricles(fs) * brain
+        ctx["cist"] = cist = self._cisterns(f) * brain
         hu = hu * (1 - vent) + H["csf"] * vent
         hu = hu * (1 - cist) + H["csf"] * cist
-        # physiological calcifications (look-alikes)
         if self.has_pineal_calc:
             pc = fs.ellipsoid((0, -17, 6), (2.5, 3.0, 2.5))
             hu = hu * (1 - pc) + H["calcification"] * pc
@@ -386,10 +403,11 @@ class PhantomGenerator:
             for side in (-1, 1):
                 cp = fs.ellipsoid((side * 17 * self.vent_scale ** 0.3, -26, 9), (2.5, 3.5, 2.5))
                 hu = hu * (1 - cp) + 0.7 * H["calcification"] * cp
-        # bleeds
+        return hu
+
+    def _render_bleeds(self, f, hu, lesions, skull, ctx):
+        """Fractures first, then each bleed's blood fraction over the tissue (and its edema around)."""
         fracs = np.zeros((len(lesions),) + f.x.shape, np.float32)
-        ctx = {"intra": intra, "brain": brain, "sd_inner": sd_inner, "rho_inner": rho_inner, "sulcus": sulcus,
-               "vent": vent, "cist": cist, "fs": fs, "depth": depth}
         for les in lesions:
             if "fracture_normal" in les.params:
                 hu = self._fracture(f, les.params, hu, skull)

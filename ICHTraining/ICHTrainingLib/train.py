@@ -208,14 +208,7 @@ def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=lr_milestones(cfg), gamma=0.1)
     ckpt = out / f"{name}.checkpoint.pt"
-    history, start, best = [], 0, None
-    if ckpt.exists():  # every rank resumes from the one checkpoint rank 0 wrote
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        history, start, best = state["history"], int(state["epoch"]) + 1, state.get("best")
-        _log(rank, f"{name}: resuming after epoch {start}")
+    history, start, best = _resume(ckpt, model, opt, sched, rank, name)
     for epoch in range(start, cfg.epochs):
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)  # the same order on every rank; shard() splits it
         train_model.train()
@@ -243,20 +236,39 @@ def fit(model, cfg: TrainConfig, batches: Callable, loss_fn: Callable, validate:
         if np.isfinite(value) and (best is None or value > best["value"]):
             best = {"epoch": epoch, "value": float(value),
                     "model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
-        if rank == 0:
-            _log(rank, f"{name} epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items() if k != "epoch"))
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "history": history, "epoch": epoch, "best": best}, tmp)
-            tmp.replace(ckpt)
-        if world > 1:
-            torch.distributed.barrier()  # the checkpoint is whole before any rank goes on (or stops)
+        _log(rank, f"{name} epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items() if k != "epoch"))
+        _checkpoint(ckpt, rank, world, model=model.state_dict(), optimizer=opt.state_dict(),
+                    scheduler=sched.state_dict(), history=history, epoch=epoch, best=best)
     model.to("cpu")
     if best is not None:
         model.load_state_dict(best["model"])
         history[best["epoch"]]["kept"] = True
         _log(rank, f"{name}: keeping epoch {best['epoch'] + 1} ({select} {best['value']:.4g})")
     return history
+
+
+def _resume(ckpt: Path, model, opt, sched, rank: int, name: str):
+    """(history, first epoch, best so far) from the checkpoint, which every rank reads; a fresh start
+    without one."""
+    if not ckpt.exists():
+        return [], 0, None
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    _log(rank, f"{name}: resuming after epoch {int(state['epoch']) + 1}")
+    return state["history"], int(state["epoch"]) + 1, state.get("best")
+
+
+def _checkpoint(ckpt: Path, rank: int, world: int, **state):
+    """Rank 0 writes the checkpoint (whole or not at all); the other ranks wait until it has."""
+    if rank == 0:
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(ckpt)
+    if world > 1:
+        torch.distributed.barrier()
 
 
 EPOCH_LINE = re.compile(r"(?P<name>[\w-]+) epoch (?P<epoch>\d+)/(?P<epochs>\d+): loss (?P<loss>[\d.eE+-]+|nan)(?P<rest>.*)")
@@ -703,24 +715,64 @@ def cascade_slice_metrics(bank, records, plane, offset=0):
 CASCADE_FUSION = {"kernel": [0.25, 0.5, 0.25], "threshold": 0.5}
 
 
-def run_training(records, cfg: TrainConfig, progress=None):
-    """Train cfg.method on records; write weights + card into cfg.out; return a catalogue ModelEntry."""
-    from ICHLocalizationLib.models import ModelEntry
+@dataclass
+class Trained:
+    """What a family's trainer hands to run_training: weights, their catalogue description, history."""
+    state: dict
+    name: str  # weights file stem
+    model_id: str
+    input: dict
+    params: dict
+    history: list
+    extra_metrics: dict = field(default_factory=dict)
 
-    if not records:
-        raise ValueError("no training scans: check --data")
-    if cfg.method == "cascade" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("the cascade trains in one process (its loss runs the subtype nets on bleed slices only, "
-                         "which DDP cannot average); run ich-train cascade without torchrun")
-    if cfg.method == "unet" and not all(r.get("pixel_truth", True) for r in records):
+
+def _train_mil_family(records, cfg: TrainConfig, progress=None) -> Trained:
+    model, history, _ = train_mil(records, cfg, progress)
+    inp = {"channels": "mil-code", "size": 128, "crop": "head", "variant": cfg.variant}
+    # each slice read with four flips at two sizes, all averaged (weakly_supervised.py)
+    params = {"detector": dict(DEFAULT_DETECTOR[cfg.variant]), "mirror": "lr+ap", "read_sizes": [128, 160]}
+    return Trained(model.state_dict(), f"mil-{cfg.variant}", f"mil-{cfg.variant}-{data_source(cfg)}", inp, params, history)
+
+
+def _train_unet_family(records, cfg: TrainConfig, progress=None) -> Trained:
+    if not all(r.get("pixel_truth", True) for r in records):
         raise ValueError("unet learns from blood masks; the real scans here carry slice labels (and PHE boxes), "
                          "which train the MIL detector and the cascade: use ich-train mil or cascade")
-    out = Path(cfg.out)
-    t0 = time.time()
+    cv = cross_validate_unet(records, cfg, progress) if cfg.folds > 1 else None
+    model, gate, history, _ = train_unet(records, replace(cfg, folds=1), progress)
+    inp = {"channels": "unet", "size": 256, "gate_size": 128, "crop": "head"}
+    if cfg.context_mm:
+        inp["context_mm"] = cfg.context_mm
+    params = {"threshold": 0.5, "gate_threshold": 0.5, "closing_mm": 4.0, "opening_mm": 2.0, "min_volume_ml": 0.05,
+              "mirror": True}
+    return Trained({"unet": model.state_dict(), "gate": gate.state_dict()}, "unet", f"unet-{data_source(cfg)}", inp,
+                   params, history, {"cross_validation": cv} if cv else {})
+
+
+def _train_cascade_family(records, cfg: TrainConfig, progress=None) -> Trained:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("the cascade trains in one process (its loss runs the subtype nets on bleed slices only, "
+                         "which DDP cannot average); run ich-train cascade without torchrun")
+    banks, history, _ = train_cascade(records, cfg, progress)
+    inp = {"channels": "paper000", "spacing_mm": [2.0, 2.0, 5.0], "size": [128, 128, 40], "aligned": True}
+    if cfg.context_mm:
+        inp["context_mm"] = cfg.context_mm  # the axial nets read each slice with its neighbours
+    params = {"fusion": dict(CASCADE_FUSION), "stage1_threshold": 0.5, "subtype_threshold": 0.5}
+    return Trained({plane: bank.state_dict() for plane, bank in banks.items()}, "cascade", f"cascade-{data_source(cfg)}",
+                   inp, params, history)
+
+
+# one entry per network family: adding a family is adding its trainer here
+FAMILIES = {"mil": _train_mil_family, "unet": _train_unet_family, "cascade": _train_cascade_family}
+
+
+def _training_card(records, cfg: TrainConfig) -> dict:
+    """The card's "training" section: data, scans, command, hyper-parameters, starting weights."""
     twins = sum("twin_of_bleed" in r for r in records)
     train_part = split_by_patient(records, cfg.val_fraction, cfg.seed, cfg.fold, cfg.folds)[0]
-    n_train = sum("twin_of_bleed" not in r for r in train_part)
-    training = {"data": cfg.data, "scans": len(records) - twins, "train_scans": n_train, "command": cfg.command,
+    training = {"data": cfg.data, "scans": len(records) - twins,
+                "train_scans": sum("twin_of_bleed" not in r for r in train_part), "command": cfg.command,
                 "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
                 "device": str(choose_device(cfg.device))}
     if twins:
@@ -733,38 +785,25 @@ def run_training(records, cfg: TrainConfig, progress=None):
         training["balance"], training["batch_dice"] = cfg.balance, cfg.batch_dice
     if cfg.method == "unet" or (cfg.method == "cascade" and cfg.context_mm):
         training["context_mm"] = cfg.context_mm
-    if cfg.method == "mil":
-        model, history, _ = train_mil(records, cfg, progress)
-        state = model.state_dict()
-        name, mid = f"mil-{cfg.variant}", f"mil-{cfg.variant}-{data_source(cfg)}"
-        inp = {"channels": "mil-code", "size": 128, "crop": "head", "variant": cfg.variant}
-        # each slice read with four flips at two sizes, all averaged (weakly_supervised.py)
-        params = {"detector": dict(DEFAULT_DETECTOR[cfg.variant]), "mirror": "lr+ap", "read_sizes": [128, 160]}
-    elif cfg.method == "unet":
-        cv = cross_validate_unet(records, cfg, progress) if cfg.folds > 1 else None
-        model, gate, history, _ = train_unet(records, replace(cfg, folds=1), progress)
-        state = {"unet": model.state_dict(), "gate": gate.state_dict()}
-        name, mid = "unet", f"unet-{data_source(cfg)}"
-        inp = {"channels": "unet", "size": 256, "gate_size": 128, "crop": "head"}
-        if cfg.context_mm:
-            inp["context_mm"] = cfg.context_mm
-        params = {"threshold": 0.5, "gate_threshold": 0.5, "closing_mm": 4.0, "opening_mm": 2.0, "min_volume_ml": 0.05,
-                  "mirror": True}
-    elif cfg.method == "cascade":
-        banks, history, val = train_cascade(records, cfg, progress)
-        state = {plane: bank.state_dict() for plane, bank in banks.items()}
-        name, mid = "cascade", f"cascade-{data_source(cfg)}"
-        inp = {"channels": "paper000", "spacing_mm": [2.0, 2.0, 5.0], "size": [128, 128, 40], "aligned": True}
-        if cfg.context_mm:
-            inp["context_mm"] = cfg.context_mm  # the axial nets read each slice with its neighbours
-        params = {"fusion": dict(CASCADE_FUSION), "stage1_threshold": 0.5, "subtype_threshold": 0.5}
-    else:
+    return training
+
+
+def run_training(records, cfg: TrainConfig, progress=None):
+    """Train cfg.method on records; write weights + card into cfg.out; return a catalogue ModelEntry
+    (None on a torchrun rank other than 0, which writes nothing)."""
+    from ICHLocalizationLib.models import ModelEntry
+
+    if not records:
+        raise ValueError("no training scans: check --data")
+    if cfg.method not in FAMILIES:
         raise ValueError(f"unknown method {cfg.method!r}")
+    t0, training = time.time(), _training_card(records, cfg)
+    trained = FAMILIES[cfg.method](records, cfg, progress)
+    history = trained.history
     # each network's validation (U-Net and gate, the cascade's three planes) at its kept epoch, else its last
     metrics = {k: v for entry in sorted(history, key=lambda e: bool(e.get("kept"))) for k, v in entry.items()
                if k.startswith(("val", "gate", "axial", "coronal", "sagittal"))}
-    if cfg.method == "unet" and cv:
-        metrics["cross_validation"] = cv
+    metrics.update(trained.extra_metrics)
     # the epochs' own times, so that a run resumed from its checkpoints still reports its training time
     training["seconds"] = round(max(time.time() - t0, sum(e.get("seconds", 0.0) for e in history)), 1)
     rank, world = _dist()
@@ -772,11 +811,14 @@ def run_training(records, cfg: TrainConfig, progress=None):
         training["processes"] = world
     if rank != 0:  # every rank ends with the same weights; rank 0 writes them
         return None
-    path, card = write_model(out, name, state, {"training": training, "history": history, "input": inp})
-    entry = ModelEntry(id=mid, method=cfg.method, version=time.strftime("%Y.%m.%d"),
-                       files={"weights": {"file": path.name, "sha256": card["sha256"]}}, input=inp, params=params,
-                       labels=_labels(cfg.method), training=training, metrics={"validation": metrics},
-                       default=cfg.method != "mil" or cfg.variant == "maxpool", directory=out)
+    out = Path(cfg.out)
+    path, card = write_model(out, trained.name, trained.state, {"training": training, "history": history,
+                                                                "input": trained.input})
+    entry = ModelEntry(id=trained.model_id, method=cfg.method, version=time.strftime("%Y.%m.%d"),
+                       files={"weights": {"file": path.name, "sha256": card["sha256"]}}, input=trained.input,
+                       params=trained.params, labels=_labels(cfg.method), training=training,
+                       metrics={"validation": metrics}, default=cfg.method != "mil" or cfg.variant == "maxpool",
+                       directory=out)
     (out / "entry.json").write_text(json.dumps(entry.to_json(), indent=1, default=_json_default))
     return entry
 
