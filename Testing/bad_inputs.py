@@ -89,16 +89,18 @@ def _series_copy(series: Path, folder: Path, name: str, change=None):
 def damaged_inputs(folder: Path):
     """{case: (path, words the message must contain)}: files damaged on their way from a scanner to a
     disk (cut short, corrupted, missing a part). Each must be refused before any method runs."""
-    import gzip
-
-    import pydicom
-    from PIL import Image
-
-    from ICHLocalizationLib.phantom import generate, write_dicom_series
+    from ICHLocalizationLib.phantom import generate
 
     folder.mkdir(parents=True, exist_ok=True)
     ph = generate(6, size=128, slices=10)
     hu = ph.volume.hu.astype(np.int16)
+    return {**_damaged_itk(folder, hu), **_damaged_dicom(folder, ph), **_damaged_images(folder, hu)}
+
+
+def _damaged_itk(folder: Path, hu):
+    """NIfTI, NRRD and MetaImage files cut, corrupted or missing their data file."""
+    import gzip
+
     whole = _nifti(folder, "whole.nii.gz", hu)
     raw = _nifti(folder, "whole.nii", hu)
     cases = {}
@@ -125,7 +127,16 @@ def damaged_inputs(folder: Path):
     meta = _itk(folder, "meta.mhd", hu, compress=False)
     (folder / "meta.raw").unlink()
     cases["MetaImage without its data file"] = (meta, "missing")
+    return cases
 
+
+def _damaged_dicom(folder: Path, ph):
+    """A DICOM series with a slice cut, emptied or missing; single files cut or over-promising."""
+    import pydicom
+
+    from ICHLocalizationLib.phantom import write_dicom_series
+
+    cases = {}
     series = folder / "series"
     write_dicom_series(ph, series)
     cases["DICOM slice cut in its pixel data"] = (_series_copy(series, folder, "cut-pixels", lambda f: _cut(f[4], f[4], 0.8)),
@@ -140,7 +151,14 @@ def damaged_inputs(folder: Path):
     ds.Rows = ds.Rows + 16  # a header that promises more rows than the pixel data holds
     ds.save_as(str(folder / "rows.dcm"))
     cases["DICOM header promising more rows"] = (folder / "rows.dcm", "pixel data holds")
+    return cases
 
+
+def _damaged_images(folder: Path, hu):
+    """8-bit PNG and JPEG slices cut short."""
+    from PIL import Image
+
+    cases = {}
     grey = np.clip((hu[5] + 40) * 255 / 80, 0, 255).astype(np.uint8)
     Image.fromarray(grey).save(folder / "whole.png")
     cases["PNG cut short"] = (_cut(folder / "whole.png", folder / "short.png", 0.5), "damaged")
