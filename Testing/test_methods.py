@@ -124,6 +124,16 @@ def test_unet_gate_override_keeps_slices_the_unet_is_sure_of(run, unet_maps):
     assert pred.any(axis=(1, 2))[~sure].sum() == 0 and sure.sum() < len(sure)
 
 
+def test_unet_slice_score_weighted_by_a_real_trained_gate(unet_maps):
+    """slice_score gate_x_evidence: a slice the gate rejects scores 0, one it accepts keeps its evidence."""
+    unet, scan, maps = unet_maps
+    gate = np.zeros_like(maps.gate)
+    gate[::2] = 1.0
+    plain = np.array(unet.segment(scan, maps._replace(gate=gate)).slice_scores["unet"])
+    weighted = np.array(unet.segment(scan, maps._replace(gate=gate), {"slice_score": "gate_x_evidence"}).slice_scores["unet"])
+    assert np.allclose(weighted[::2], plain[::2]) and not weighted[1::2].any() and plain[1::2].any()
+
+
 def test_unet_bone_ceiling_keeps_the_mask_out_of_the_skull(run, unet_maps):
     """A foreground map grown past every bleed (2 px of the 256 crop, ~1.6 mm) reaches into the skull;
     bone_hu takes out the voxels brighter than it and keeps the blood."""

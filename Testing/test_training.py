@@ -356,6 +356,27 @@ def test_slice_labelled_real_records_teach_the_axial_nets_only(records, tmp_path
         run_training(mixed, TrainConfig(method="unet", out=str(tmp_path / "u")))
 
 
+def test_unet_gate_only_learns_from_slice_labels_and_keeps_the_unet(records, tmp_path):
+    """--gate-only: a new gate from slice-labelled records, the U-Net bit-identical to --init's, and
+    the slice score weighted by the gate."""
+    import torch
+
+    first = run_training(records, TrainConfig(method="unet", out=str(tmp_path / "a"), epochs=1, batch_size=4,
+                                              max_batches=1, val_fraction=0.25))
+    init = str(tmp_path / "a" / first.files["weights"]["file"])
+    sliced = [dict(r, pixel_truth=False, patient=f"real-{n}") for n, r in enumerate(records)]
+    entry = run_training(sliced, TrainConfig(method="unet", out=str(tmp_path / "b"), epochs=2, batch_size=4,
+                                             max_batches=2, val_fraction=0.25, init=init, gate_only=True, seed=1))
+    before = torch.load(init, weights_only=True)
+    after = torch.load(tmp_path / "b" / entry.files["weights"]["file"], weights_only=True)
+    assert all(torch.equal(before["unet"][k], after["unet"][k]) for k in before["unet"])
+    assert any(not torch.equal(before["gate"][k], after["gate"][k]) for k in before["gate"])
+    assert entry.params["slice_score"] == "gate_x_evidence" and entry.training["gate_only"] is True
+    assert "gate_val_auc" in entry.metrics["validation"]
+    with pytest.raises(ValueError, match="give --init"):
+        run_training(sliced, TrainConfig(method="unet", out=str(tmp_path / "c"), gate_only=True))
+
+
 def test_ich_train_planes_option_is_checked_before_training(records, tmp_path, monkeypatch, capsys):
     """`--planes` is the cascade's: for another method, without --init, or with an unknown plane the
     command exits 2 with one line saying what to do, and nothing is written."""
@@ -364,6 +385,7 @@ def test_ich_train_planes_option_is_checked_before_training(records, tmp_path, m
     bundled_cascade = Path(__file__).resolve().parents[1] / "ICHLocalization" / "Resources" / "Models" / "cascade.pt"
     monkeypatch.setattr(cli, "load_training_records", lambda *a: records)
     cases = [(["mil", "--planes", "axial"], "is for the cascade"),
+             (["cascade", "--gate-only"], "is for the U-Net"),
              (["cascade", "--planes", "axial, coronal"], "give --init"),
              (["cascade", "--planes", "axial,top", "--init", str(bundled_cascade)], "top is not one of axial, coronal")]
     for n, (args, message) in enumerate(cases):

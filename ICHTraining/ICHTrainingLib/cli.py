@@ -53,6 +53,9 @@ def train_parser():
     ap.add_argument("--bleed-free-twins", action="store_true",
                     help="MIL on phantoms: train on pairs, each bleed slice with the same slice of its bleed-free "
                          "twin (the same head rendered without the blood), so that only the blood tells them apart")
+    ap.add_argument("--gate-only", action="store_true",
+                    help="U-Net: train only its slice gate, from slice labels (real scans too); the U-Net and its "
+                         "tuned settings come from --init")
     ap.add_argument("--planes", help="cascade: comma list of planes to train (axial, coronal, sagittal); the other "
                                       "planes' classifiers are kept as --init has them")
     ap.add_argument("--register", action="store_true", help="add the trained model to the catalogue in --models")
@@ -69,7 +72,10 @@ def train_main(argv=None):
                       folds=args.folds, data=[args.data], init=args.init, balance=args.balance, seed=args.seed,
                       batch_dice=args.batch_dice, context_mm=args.context_mm, constant_lr=args.constant_lr,
                       planes=[p.strip() for p in args.planes.split(",") if p.strip()] if args.planes else None,
+                      gate_only=args.gate_only,
                       command="ich-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
+    if args.gate_only and args.method != "unet":
+        return _fail("ich-train", "--gate-only is for the U-Net (its slice gate)")
     if args.planes and args.method != "cascade":
         return _fail("ich-train", "--planes is for the cascade (one bank of classifiers per plane)")
     if args.bleed_free_twins and args.method != "mil":

@@ -55,6 +55,7 @@ class TrainConfig:
     context_mm: float = 0.0  # U-Net, cascade axial nets: 2.5D, also read the slices this far above and below
     constant_lr: bool = False  # no step decay (a fine-tuning round that stops while the rate is still high)
     planes: Optional[List[str]] = None  # cascade: train these planes' banks only, the others kept from init
+    gate_only: bool = False  # U-Net: train its slice gate only (slice labels suffice), the U-Net kept from init
 
 
 # --- splits and the training loop ------------------------------------------------------------------
@@ -736,6 +737,8 @@ def _train_mil_family(records, cfg: TrainConfig, progress=None) -> Trained:
 
 
 def _train_unet_family(records, cfg: TrainConfig, progress=None) -> Trained:
+    if cfg.gate_only:
+        return _train_unet_gate_only(records, cfg, progress)
     if not all(r.get("pixel_truth", True) for r in records):
         raise ValueError("unet learns from blood masks; the real scans here carry slice labels (and PHE boxes), "
                          "which train the MIL detector and the cascade: use ich-train mil or cascade")
@@ -748,6 +751,37 @@ def _train_unet_family(records, cfg: TrainConfig, progress=None) -> Trained:
               "mirror": True}
     return Trained({"unet": model.state_dict(), "gate": gate.state_dict()}, "unet", f"unet-{data_source(cfg)}", inp,
                    params, history, {"cross_validation": cv} if cv else {})
+
+
+def _train_unet_gate_only(records, cfg: TrainConfig, progress=None) -> Trained:
+    """A new slice gate for the U-Net of cfg.init, learnt from slice labels (real scans included); the
+    U-Net, its input and its tuned post-processing come from the catalogue entry of that file when
+    there is one. The slice score becomes the gate's probability times the U-Net's evidence."""
+    if not cfg.init:
+        raise ValueError("--gate-only keeps the U-Net of --init: give --init with a U-Net model")
+    base = catalogue_entry_of(init_file(cfg))
+    inp = dict(base.input) if base else {"channels": "unet", "size": 256, "gate_size": 128, "crop": "head"}
+    if cfg.context_mm:
+        inp["context_mm"] = cfg.context_mm
+    unet = start_from(build_unet(context=bool(inp.get("context_mm"))), cfg, "unet")
+    gate, history = train_gate(records, cfg, progress)
+    params = dict(base.params) if base else {"threshold": 0.5, "gate_threshold": 0.5, "closing_mm": 4.0,
+                                              "opening_mm": 2.0, "min_volume_ml": 0.05, "mirror": True}
+    params["slice_score"] = "gate_x_evidence"
+    return Trained({"unet": unet.state_dict(), "gate": gate.state_dict()}, "unet", f"unet-gate-{data_source(cfg)}",
+                   inp, params, history)
+
+
+def catalogue_entry_of(weights: Path):
+    """The bundled catalogue's entry for this weights file (by sha256), or None."""
+    from ICHLocalizationLib.models import Catalogue, ModelError
+
+    try:
+        entries = Catalogue.load().entries
+    except ModelError:
+        return None
+    digest = file_sha256(weights)
+    return next((e for e in entries if any(f.get("sha256") == digest for f in e.files.values())), None)
 
 
 def _train_cascade_family(records, cfg: TrainConfig, progress=None) -> Trained:
@@ -783,6 +817,8 @@ def _training_card(records, cfg: TrainConfig) -> dict:
         training["planes"] = cascade_planes(cfg)
     if cfg.method == "unet":
         training["balance"], training["batch_dice"] = cfg.balance, cfg.batch_dice
+        if cfg.gate_only:
+            training["gate_only"] = True
     if cfg.method == "unet" or (cfg.method == "cascade" and cfg.context_mm):
         training["context_mm"] = cfg.context_mm
     return training

@@ -86,9 +86,11 @@ class UNetSegmenter(Method):
         p = {**self.params, **(params or {})}
         res = Results(input=vol.name, volume=vol)
         # slice score: the segmentation's own evidence (a few pixels agreeing), not the gate — with the
-        # first bundled model, its AUC on validation phantoms was 0.98 against 0.87 for the gate
+        # first bundled model, its AUC on validation phantoms was 0.98 against 0.87 for the gate; a gate
+        # trained on real slice labels (ich-train unet --gate-only) weighs it ("gate_x_evidence")
         evidence = ndimage.uniform_filter(maps.fg, (1, 5, 5)).max(axis=(1, 2))
-        res.slice_scores["unet"] = [float(v) for v in evidence]
+        score = evidence * maps.gate if p.get("slice_score") == "gate_x_evidence" else evidence
+        res.slice_scores["unet"] = [float(v) for v in score]
         res.lesion_labels = np.zeros(vol.shape, np.uint16)
         keep = maps.gate >= float(p.get("gate_threshold", 0.5))  # paper 002: the gate picks the slices
         if p.get("gate_override") is not None:  # ours: a slice the U-Net is sure of is kept whatever the gate says
