@@ -132,7 +132,7 @@ class ICHTrainingLogic(ScriptedLoadableModuleLogic):
         """`ich-train` in a separate process; each epoch line updates the plot and calls onEpoch(entry)
         on the main thread, then onFinished(exitCode, message)."""
         from ICHLocalizationLib.batch import ChildProcess
-        from ICHTrainingLib.train import parse_epoch_line
+        from ICHTrainingLib.loop import parse_epoch_line
 
         if self.isRunning:
             raise RuntimeError("a training run is already going; cancel it first")

@@ -1,4 +1,4 @@
-"""A tiny model trained by ICHTrainingLib.train.fit, the loop every trainer uses; run by
+"""A tiny model trained by ICHTrainingLib.loop.fit, the loop every trainer uses; run by
 test_distributed.py once under torchrun (2 processes) and once as the single-process equivalent.
 
     python ddp_tiny.py OUT BATCH_SIZE EPOCHS     (each rank writes OUT/rank<R>.pt: its final weights)
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ICHTrainingLib.metrics import roc_auc
-from ICHTrainingLib.train import TrainConfig, _dist, end_distributed, fit
+from ICHTrainingLib.loop import TrainConfig, rank_and_world, end_distributed, fit
 
 
 def main(out: str, batch_size: int, epochs: int):
@@ -36,7 +36,7 @@ def main(out: str, batch_size: int, epochs: int):
     cfg = TrainConfig(method="tiny", out=out, epochs=epochs, batch_size=batch_size, lr=0.05, device="cpu",
                       constant_lr=True)
     fit(model, cfg, batches, loss_fn, validate, name="tiny", select="val_auc")
-    rank, _ = _dist()
+    rank, _ = rank_and_world()
     torch.save(model.state_dict(), Path(out) / f"rank{rank}.pt")
     end_distributed()
 

@@ -22,8 +22,9 @@ LAYERS = {
     "ICHLocalizationLib.runner": 6, "ICHLocalizationLib.scale": 7, "ICHLocalizationLib.cli": 8,
     "ICHLocalizationLib.demo": 9,
     "ICHTrainingLib.metrics": 10, "ICHTrainingLib.augment": 10, "ICHTrainingLib.datasets": 11,
-    "ICHTrainingLib.evaluate": 12, "ICHTrainingLib.train": 12, "ICHTrainingLib.tune_detector": 13,
-    "ICHTrainingLib.tune_postprocessing": 13, "ICHTrainingLib.cli": 14,
+    "ICHTrainingLib.evaluate": 12, "ICHTrainingLib.loop": 12, "ICHTrainingLib.sampling": 12,
+    "ICHTrainingLib.families": 13, "ICHTrainingLib.train": 14, "ICHTrainingLib.tune_detector": 15,
+    "ICHTrainingLib.tune_postprocessing": 15, "ICHTrainingLib.cli": 16,
 }
 
 

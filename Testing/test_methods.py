@@ -290,7 +290,7 @@ def test_cascade_boxes_from_perfect_slice_labels_enclose_each_bleed(run):
     from ICHLocalizationLib.preprocessing import PreparedScan, cascade_grid
     from ICHTrainingLib.datasets.phantom import subtype_map
     from ICHTrainingLib.metrics import match_boxes
-    from ICHTrainingLib.train import plane_labels
+    from ICHTrainingLib.families.cascade import plane_labels
 
     ph, pipe, _ = run
     scan = PreparedScan(ph.volume)

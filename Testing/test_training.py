@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from ICHLocalizationLib.models import Catalogue, load_state
-from ICHTrainingLib.train import TrainConfig, _inflate_to_neighbours, run_training, split_by_patient
+from ICHTrainingLib.loop import TrainConfig, _inflate_to_neighbours, split_by_patient
+from ICHTrainingLib.train import run_training
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def test_step_decay_or_a_constant_learning_rate(tmp_path, constant):
     """By default the rate drops ×0.1 after 2/3 of the epochs; `--constant-lr` keeps it."""
     import torch
 
-    from ICHTrainingLib.train import fit
+    from ICHTrainingLib.loop import fit
 
     model = torch.nn.Linear(2, 1)
     cfg = TrainConfig(method="mil", out=str(tmp_path), epochs=3, lr=1e-3, constant_lr=constant)
@@ -175,7 +176,7 @@ def test_sagittal_slices_are_never_turned_upside_down():
 def test_unet_subtype_balanced_patches(records):
     """balance='subtype': each subtype is the target of about a third of the bleed patches here
     (three subtypes: IPH and SDH in two scans, IVH in two), whatever its pixel count."""
-    from ICHTrainingLib.train import _unet_patches, unet_patch_index
+    from ICHTrainingLib.families.unet import _unet_patches, unet_patch_index
 
     index = unet_patch_index(records)
     assert [s for s, _ in index[1]] == [1, 2, 4]  # IPH, IVH, SDH
@@ -198,7 +199,8 @@ def test_a_one_slice_unet_starts_a_25d_one_that_reads_its_neighbours(records, tm
     from ICHLocalizationLib.networks import build_unet
     from ICHLocalizationLib.phantom import generate
     from ICHLocalizationLib.preprocessing import PreparedScan, channels_torch
-    from ICHTrainingLib.train import _inflate_to_neighbours, _unet_patches, unet_patch_index
+    from ICHTrainingLib.families.unet import _unet_patches, unet_patch_index
+    from ICHTrainingLib.loop import _inflate_to_neighbours
 
     torch.manual_seed(0)
     one, nine = build_unet().eval(), build_unet(context=True).eval()
@@ -245,7 +247,7 @@ def test_mil_pairs_every_bleed_slice_with_its_twin_once(records, twin):
     bleeds (its other slices repeat the original's). The twin shares the original's patient id, so no
     split puts the pair on both sides."""
     from ICHTrainingLib.augment import slice_augmentation
-    from ICHTrainingLib.train import _mil_slices, _paired_slice_batches
+    from ICHTrainingLib.families.mil import _mil_slices, _paired_slice_batches
 
     original = records[1]
     bleed = np.flatnonzero(original["slice_subtypes"].any(axis=1))
@@ -262,7 +264,7 @@ def test_paired_batches_show_a_bleed_slice_and_its_twin_augmented_alike(records,
     """Batches hold pairs only; within a pair only the blood differs (one affine, one intensity change
     for both), while two bleed slices of the same head differ widely once augmented apart."""
     from ICHTrainingLib.augment import slice_augmentation
-    from ICHTrainingLib.train import _paired_slice_batches
+    from ICHTrainingLib.families.mil import _paired_slice_batches
 
     batches, pos_weight = _paired_slice_batches([records[1], twin, records[2]], slice_augmentation(False, seed=3),
                                                 "mil-code", 4)
@@ -297,7 +299,7 @@ def test_full_mil_training_learns(records, tmp_path):
 
 
 def test_epoch_lines_parse_for_the_live_plot():
-    from ICHTrainingLib.train import parse_epoch_line
+    from ICHTrainingLib.loop import parse_epoch_line
 
     e = parse_epoch_line("unet epoch 3/12: loss 0.5123, seconds 50.5, val_dice 0.6909")
     assert e["epoch"] == 3 and e["epochs"] == 12 and e["loss"] == 0.5123 and e["metrics"]["val_dice"] == 0.6909
@@ -338,7 +340,7 @@ def test_cascade_trains_the_named_planes_and_keeps_the_others(records, tmp_path)
 def test_slice_labelled_real_records_teach_the_axial_nets_only(records, tmp_path):
     """A CT-ICH-like record (per-slice subtypes on the cascade grid, no label map) joins the axial
     plane's training and validation and no other; the U-Net still refuses such records."""
-    from ICHTrainingLib.train import plane_items, plane_labels, record_plane_labels
+    from ICHTrainingLib.families.cascade import plane_items, plane_labels, record_plane_labels
 
     sliced = dict(records[0], patient="ctich-1", pixel_truth=False)
     sliced["casc_axial_subtypes"] = plane_labels(sliced.pop("casc_labels"), "axial")[:, 1:]
@@ -503,7 +505,7 @@ def test_fit_keeps_the_best_validation_epoch(tmp_path):
     """Papers 001–003 keep the epoch with the best validation score, not the last one."""
     import torch
 
-    from ICHTrainingLib.train import fit
+    from ICHTrainingLib.loop import fit
 
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)

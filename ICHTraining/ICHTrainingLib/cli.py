@@ -65,7 +65,8 @@ def train_parser():
 
 def train_main(argv=None):
     args = train_parser().parse_args(argv)
-    from .train import TrainConfig, end_distributed, run_training
+    from .loop import TrainConfig, end_distributed
+    from .train import run_training
 
     cfg = TrainConfig(method=args.method, out=args.out, variant=args.variant, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, device=args.device, max_batches=args.max_batches,
