@@ -48,14 +48,20 @@ wait $lane_a $lane_b
 # It is registered as mil-maxpool-real.pt beside the phantom MIL it started from (ids from the --data).
 "$BIN/ich-train" mil --data ctich-jpg:folds=0-3,phe:folds=0-3 --init runs/mil-pairs27/mil-maxpool.pt --epochs 6 \
   --lr 3e-4 --out runs/mil-real-f4 > runs/mil-real-f4.log 2>&1 &&
-cp runs/mil-real-f4/mil-maxpool.pt runs/mil-real-f4/mil-maxpool-real.pt &&
-sed -i 's/"mil-maxpool.pt"/"mil-maxpool-real.pt"/' runs/mil-real-f4/entry.json &&
-"$BIN/python" -c "import sys, json; from pathlib import Path; from ICHLocalizationLib.models import ModelEntry, models_dir
-from ICHTrainingLib.cli import register
-d = json.loads(Path('runs/mil-real-f4/entry.json').read_text()); d['default'] = True
-register(models_dir(), ModelEntry(**{k: v for k, v in d.items() if k in ModelEntry.__dataclass_fields__}), Path('runs/mil-real-f4'))" &&
+"$BIN/python" scripts/register_run.py runs/mil-real-f4 mil-maxpool-real.pt &&
 "$BIN/ich-tune" --method mil --data phe:folds=0-3 --model mil-maxpool-real --iter 60 --save > runs/tune-mil-real.log 2>&1 &&
 "$BIN/ich-evaluate" --data phe:folds=4 --methods mil --out runs/eval-mil-real-phe4 &&
 "$BIN/ich-evaluate" --data ctich-jpg:folds=4 --methods mil --out runs/eval-mil-real-ctich4
+# the U-Net's slice gate from the same folds' slice labels (+ phantoms 1-40); the U-Net and its tuned settings kept
+"$BIN/ich-train" unet --gate-only --init ICHLocalization/Resources/Models/unet.pt \
+  --data ctich-jpg:folds=0-3,phe:folds=0-3,phantom:1-40 --epochs 8 --lr 3e-4 --out runs/unet-gate-real-f4 \
+  --workers 1 > runs/unet-gate-real-f4.log 2>&1 &&
+"$BIN/python" scripts/register_run.py runs/unet-gate-real-f4 unet-gate-real.pt &&
+"$BIN/ich-evaluate" --data ctich-jpg:folds=4 --methods unet --out runs/eval-unet-gate-ctich4 &&
+"$BIN/ich-evaluate" --data phe:folds=4 --methods unet --out runs/eval-unet-gate-phe4
 "$BIN/python" scripts/model_card.py "mil-maxpool-real, held-out fold::runs/eval-mil-real-phe4/report.json" \
-  "mil-maxpool-real, held-out fold::runs/eval-mil-real-ctich4/report.json"
+  "mil-maxpool-real, held-out fold::runs/eval-mil-real-ctich4/report.json" \
+  "unet-gate-real+phantom, held-out fold::runs/eval-unet-gate-phe4/report.json" \
+  "unet-gate-real+phantom, held-out fold::runs/eval-unet-gate-ctich4/report.json" \
+  "phantom-trained cascade, MIL (phantom) and U-Net, out of sample::runs/eval-phantom-models-ctich-jpg/report.json" \
+  "phantom-trained cascade, MIL (phantom) and U-Net, out of sample::runs/eval-phantom-models-phe/report.json"
