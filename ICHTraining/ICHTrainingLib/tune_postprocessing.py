@@ -13,7 +13,7 @@ from ICHLocalizationLib.methods.unet_segmenter import UNetSegmenter
 from ICHLocalizationLib.models import ModelEntry, load_state
 from ICHLocalizationLib.preprocessing import PreparedScan
 
-from .metrics import match_boxes
+from .metrics import dice, match_boxes
 
 FUSION_KERNELS = ([1.0], [0.15, 0.7, 0.15], [0.25, 0.5, 0.25], [0.1, 0.2, 0.4, 0.2, 0.1])
 FUSION_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
@@ -108,12 +108,8 @@ def tune_unet(entry: ModelEntry, scans, search=None, rounds: int = 2):
     def score(params):
         key = tuple(sorted(params.items()))
         if key not in scores:
-            dices = []
-            for scan, maps, truth in cases:
-                pred = method.segment(scan, maps, params).lesion_labels > 0
-                total = pred.sum() + truth.sum()
-                dices.append(2.0 * (pred & truth).sum() / total if total else 1.0)
-            scores[key] = float(np.mean(dices))
+            scores[key] = float(np.mean([dice(method.segment(scan, maps, params).lesion_labels > 0, truth)
+                                         for scan, maps, truth in cases]))
         return scores[key]
 
     best = {name: method.params.get(name, values[len(values) // 2]) for name, values in search.items()}

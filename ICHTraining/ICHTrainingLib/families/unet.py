@@ -15,7 +15,7 @@ from ICHLocalizationLib.preprocessing import channels_torch, neighbour_offset, s
 
 from ..augment import slice_augmentation
 from ..loop import Trained, TrainConfig, log_rank0, data_source, fit, init_file, split_by_patient, start_from
-from ..metrics import roc_auc
+from ..metrics import roc_auc, slice_dices
 from ..sampling import augment_batch, slice_batches, slice_items, stack_hu, validation_slices
 
 
@@ -118,9 +118,7 @@ def unet_dice(model, records, threshold=0.5, context_mm=0.0):
         hu = slices_in_context(r["crop_hu"], pos, r["slice_mm"], context_mm).astype(np.float32)
         x = channels_torch(torch.from_numpy(hu), "unet").to(device)
         prob = 1 - torch.softmax(model(x), dim=1)[:, 0].cpu().numpy()
-        pred, truth = prob >= threshold, r["crop_labels"][pos] > 0
-        inter = (pred & truth).sum(axis=(1, 2))
-        dices += list(2 * inter / np.maximum(1, pred.sum(axis=(1, 2)) + truth.sum(axis=(1, 2))))
+        dices += slice_dices(prob >= threshold, r["crop_labels"][pos] > 0)
     return float(np.mean(dices)) if dices else math.nan
 
 
