@@ -2,7 +2,7 @@
 import numpy as np
 
 from ICHLocalizationLib.detector import detect_peaks
-from ICHTrainingLib.evaluate import lesion_boxes_2d, slice_classification
+from ICHTrainingLib.evaluate import connected_boxes_2d, slice_classification
 from ICHTrainingLib.metrics import (bootstrap_ci, box_iou, dice, match_boxes, point_in_box_counts, slice_dices)
 
 
@@ -50,7 +50,7 @@ def test_point_in_box_hand_computed():
     mask = np.zeros((20, 20), bool)
     mask[2:5, 2:6] = True  # A rows 2-4 cols 2-5
     mask[10:15, 10:12] = True  # B rows 10-14 cols 10-11
-    boxes = lesion_boxes_2d(mask)
+    boxes = connected_boxes_2d(mask)
     assert boxes == [(2, 4, 2, 5), (10, 14, 10, 11)]
     tp, fp, fn = point_in_box_counts([(3, 3), (11, 10), (14, 11), (18, 1)], boxes, margin=0)
     assert (tp, fp, fn) == (2, 1, 0)
@@ -87,10 +87,10 @@ def test_patient_bootstrap_brackets_the_estimate():
 
 
 def test_label_boxes_one_per_lesion():
-    from ICHTrainingLib.evaluate import label_boxes_2d
+    from ICHTrainingLib.evaluate import boxes_per_label_2d
 
     lab = np.zeros((10, 10), np.uint8)
     lab[1:3, 1:3] = 2
     lab[6:8, 6:9] = 2  # the same lesion in two pieces: one box
     lab[4, 4] = 5
-    assert label_boxes_2d(lab) == [(1, 7, 1, 8), (4, 4, 4, 4)]
+    assert boxes_per_label_2d(lab) == [(1, 7, 1, 8), (4, 4, 4, 4)]

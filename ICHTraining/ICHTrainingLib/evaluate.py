@@ -21,13 +21,13 @@ from .metrics import (bootstrap_ci, dice, match_boxes, match_counts_2d, point_in
 
 
 # --- protocols -----------------------------------------------------------------------------------
-def lesion_boxes_2d(mask2d: np.ndarray):
+def connected_boxes_2d(mask2d: np.ndarray):
     """Bounding boxes (row0, row1, col0, col1, inclusive) of the connected bleeds of one slice."""
     lab, n = ndimage.label(mask2d)
     return [(s[0].start, s[0].stop - 1, s[1].start, s[1].stop - 1) for s in ndimage.find_objects(lab)] if n else []
 
 
-def label_boxes_2d(labels2d: np.ndarray):
+def boxes_per_label_2d(labels2d: np.ndarray):
     """One box per label value present (a lesion id or, on phantoms, a subtype: the phantom never
     repeats a subtype in a scan), as the paper 001 protocol boxes each lesion on each slice."""
     boxes = []
@@ -118,7 +118,7 @@ def evaluate_phantoms(pipeline, seeds, methods, bootstrap=1000) -> Report:
                 i, j, _ = vol.ras_to_ijk_points(p.ras)[0]
                 by_slice.setdefault(p.slice, []).append((j, i))
             for k in range(vol.shape[0]):
-                a, b, c = point_in_box_counts(by_slice.get(k, []), label_boxes_2d(ph.mask[k]))
+                a, b, c = point_in_box_counts(by_slice.get(k, []), boxes_per_label_2d(ph.mask[k]))
                 tp, fp, fn = tp + a, fp + b, fn + c
             rec["mil"] = (tp, fp, fn)
         if "cascade" in methods:
@@ -212,7 +212,7 @@ def evaluate_real(kind, folder, pipeline, methods, bootstrap=1000) -> Report:
             res = pipeline.run(vol)
             mask = read_mask_dicom(item["mask"])
             pts = [vol.ras_to_ijk_points(p.ras)[0] for p in res.points]
-            rec = {"patient": item["patient"], "mil": point_in_box_counts([(j, i) for i, j, _ in pts], lesion_boxes_2d(mask))}
+            rec = {"patient": item["patient"], "mil": point_in_box_counts([(j, i) for i, j, _ in pts], connected_boxes_2d(mask))}
             pred = (res.lesion_labels[0] > 0) if res.lesion_labels is not None else np.zeros_like(mask)
             rec["unet_dice"] = dice(pred, mask)
             rec["scores"] = {m: max(v) for m, v in res.slice_scores.items() if v}
@@ -262,7 +262,7 @@ def predicted_boxes_2d(res):
             out[k]["cascade"].append((int(round(lo[1])), int(round(lo[0])), int(round(hi[1])), int(round(hi[0]))))
     if res.lesion_labels is not None:
         for k, slice_boxes in enumerate(out):
-            slice_boxes["unet"] = [(r0, c0, r1, c1) for r0, r1, c0, c1 in lesion_boxes_2d(res.lesion_labels[k] > 0)]
+            slice_boxes["unet"] = [(r0, c0, r1, c1) for r0, r1, c0, c1 in connected_boxes_2d(res.lesion_labels[k] > 0)]
     return out
 
 

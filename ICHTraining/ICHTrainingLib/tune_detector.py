@@ -12,7 +12,7 @@ from ICHLocalizationLib.detector import detect_peaks
 from ICHLocalizationLib.methods.weakly_supervised import WeaklySupervisedDetector
 from ICHLocalizationLib.models import ModelEntry, load_state
 
-from .evaluate import label_boxes_2d
+from .evaluate import boxes_per_label_2d
 from .metrics import point_in_box_counts, rates
 
 BOUNDS = {"maxpool": {"h": (0.0, 1.0), "T": (0.0, 1.0), "d": (1.0, 60.0), "sigma": (0.0, 6.0)},
@@ -29,7 +29,7 @@ def validation_maps(entry: ModelEntry, records, device="cpu"):
         _, maps = method.likelihood_maps(hu)
         head = hu > -300
         for k in range(len(maps)):
-            out.append((maps[k], head[k], label_boxes_2d(r["crop_labels"][k])))
+            out.append((maps[k], head[k], boxes_per_label_2d(r["crop_labels"][k])))
     return out
 
 
