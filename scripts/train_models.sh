@@ -59,7 +59,17 @@ wait $lane_a $lane_b
 "$BIN/python" scripts/register_run.py runs/unet-gate-real-f4 unet-gate-real.pt &&
 "$BIN/ich-evaluate" --data ctich-jpg:folds=4 --methods unet --out runs/eval-unet-gate-ctich4 &&
 "$BIN/ich-evaluate" --data phe:folds=4 --methods unet --out runs/eval-unet-gate-phe4
+# the cascade from the same folds (CT-ICH's slice subtypes teach its axial nets, PHE's boxes all three planes)
+# and phantoms 1-40 (every subtype, every plane), from the phantom cascade
+"$BIN/ich-train" cascade --init ICHLocalization/Resources/Models/cascade.pt \
+  --data ctich-jpg:folds=0-3,phe:folds=0-3,phantom:1-40 --epochs 6 --lr 3e-4 --out runs/cascade-real-f4 \
+  --workers 2 > runs/cascade-real-f4.log 2>&1 &&
+"$BIN/python" scripts/register_run.py runs/cascade-real-f4 cascade-real.pt &&
+"$BIN/ich-evaluate" --data ctich-jpg:folds=4 --methods cascade --out runs/eval-cascade-real-ctich4 &&
+"$BIN/ich-evaluate" --data phe:folds=4 --methods cascade --out runs/eval-cascade-real-phe4
 "$BIN/python" scripts/model_card.py "mil-maxpool-real, held-out fold::runs/eval-mil-real-phe4/report.json" \
+  "cascade-real+phantom, held-out fold::runs/eval-cascade-real-phe4/report.json" \
+  "cascade-real+phantom, held-out fold::runs/eval-cascade-real-ctich4/report.json" \
   "mil-maxpool-real, held-out fold::runs/eval-mil-real-ctich4/report.json" \
   "unet-gate-real+phantom, held-out fold::runs/eval-unet-gate-phe4/report.json" \
   "unet-gate-real+phantom, held-out fold::runs/eval-unet-gate-ctich4/report.json" \
