@@ -15,10 +15,14 @@ def _pipeline(methods):
         Catalogue.load()
     except ModelError as exc:
         pytest.fail(f"bundled models missing: {exc}")
-    return Pipeline(methods, device="cpu", model_ids={"mil": PHANTOM_MIL})
+    return Pipeline(methods, device="cpu", model_ids={"mil": PHANTOM_MIL, "cascade": PHANTOM_CASCADE})
 
 
+# These tests check each method's mechanics against a phantom's perfect truth, so they read the
+# phantom-tuned models; the real-trained defaults' phantom figures are in docs/accuracy.md (their
+# post-processing is tuned for real scans: the real cascade calls the sample's EDH a SAH).
 PHANTOM_MIL = "mil-maxpool-phantom"
+PHANTOM_CASCADE = "cascade-phantom"
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +309,7 @@ def test_cascade_boxes_from_perfect_slice_labels_enclose_each_bleed(run):
     assert min(v for _, _, v in matches) > 0.5, matches
 
 
-@pytest.mark.xfail(strict=True, reason="the bundled cascade finds too few bleeds: check Se 0.50 / PPV 0.78 at IoU "
+@pytest.mark.xfail(strict=True, reason="the phantom cascade finds too few bleeds: check Se 0.50 / PPV 0.78 at IoU "
                                        "0.4, no SAH box at all; a better model must make this pass and drop the xfail")
 def test_cascade_boxes_match_every_bleed(run):
     assert len(_cascade_matches(run, 0.4)) == len(run[0].lesions)
