@@ -508,7 +508,10 @@ class ICHLocalizationTest(ScriptedLoadableModuleTest):
         logic = ICHLocalizationLogic()
         volumeNode = logic.loadPhantomSample()
         truth = json.loads(volumeNode.GetAttribute("ICH.truth"))
-        nodes, error = self._runInBackground(logic, volumeNode, methods=METHODS, device="cpu")
+        # the phantom's perfect truth is checked with the phantom-tuned cascade: the default one is
+        # tuned for real scans (docs/accuracy.md gives its phantom figures)
+        nodes, error = self._runInBackground(logic, volumeNode, methods=METHODS, device="cpu",
+                                             modelIds={"cascade": "cascade-phantom"})
         self.assertIsNone(error)
 
         def box(lesion):

@@ -15,14 +15,17 @@ def _pipeline(methods):
         Catalogue.load()
     except ModelError as exc:
         pytest.fail(f"bundled models missing: {exc}")
-    return Pipeline(methods, device="cpu", model_ids={"mil": PHANTOM_MIL, "cascade": PHANTOM_CASCADE})
+    return Pipeline(methods, device="cpu", model_ids={"mil": PHANTOM_MIL, "cascade": PHANTOM_CASCADE,
+                                                      "unet": PHANTOM_UNET})
 
 
 # These tests check each method's mechanics against a phantom's perfect truth, so they read the
 # phantom-tuned models; the real-trained defaults' phantom figures are in docs/accuracy.md (their
-# post-processing is tuned for real scans: the real cascade calls the sample's EDH a SAH).
+# post-processing is tuned for real scans: the real cascade calls the sample's EDH a SAH, and the
+# U-Net with the real gate scores slices by gate × evidence).
 PHANTOM_MIL = "mil-maxpool-phantom"
 PHANTOM_CASCADE = "cascade-phantom"
+PHANTOM_UNET = "unet-phantom"
 
 
 @pytest.fixture(scope="module")

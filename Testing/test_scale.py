@@ -92,10 +92,13 @@ def test_zero_workers_is_refused_in_one_line(scans, untrained_models, tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == "ich-localize: --workers must be 1 or more (got 0)"
 
 
-def test_local_workers_split_the_cores_and_keep_glibcs_default_allocator():
-    """workers × threads ≤ cores, and no MALLOC_TRIM_THRESHOLD_ (Dask's default made a scan 1.5× slower)."""
+def test_local_workers_split_the_cores_and_keep_glibcs_default_allocator(monkeypatch):
+    """workers × threads ≤ cores, and no MALLOC_TRIM_THRESHOLD_ (Dask's default made a scan 1.5× slower).
+    A default Dask cluster started by an earlier test leaves the variable in this process's environment
+    (Dask's nanny writes it there), which workers would inherit: it is removed first."""
     import os
 
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     from dask.distributed import Client
 
     from ICHLocalizationLib.scale import local_cluster

@@ -39,7 +39,9 @@ def local_cluster(workers: int):
     Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536 (to hand memory back to the OS). That
     pins glibc's mmap threshold at 128 kB, so every large array of a scan is a fresh mapping whose
     pages fault in again: a scan took 20 s in such a worker against 13.5 s in a plain one-thread
-    process (benchmarks/batch.py). Our workers keep glibc's default."""
+    process (benchmarks/batch.py). Our workers keep glibc's default (None unsets a variable there).
+    A nanny also copies these variables into its own process's environment, which workers inherit:
+    a Dask cluster started earlier in the same process with the default would pass the value on."""
     import dask
     from dask.distributed import LocalCluster
 
@@ -48,10 +50,8 @@ def local_cluster(workers: int):
     if workers < 1:
         raise InputError(f"--workers must be 1 or more (got {workers})")
     threads = max(1, (os.cpu_count() or 1) // workers)
-    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
-               if k != "MALLOC_TRIM_THRESHOLD_"}
-    environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+    environ = {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
 
 
