@@ -101,7 +101,8 @@ def test_real_records_keep_slice_labels_and_never_claim_pixel_truth(tmp_path):
 def test_ctich_per_slice_subtypes_reach_the_cascade_grid_axial_slices():
     shared("ct-ich-jpg")
     from ICHLocalizationLib.preprocessing import estimate_alignment, head_mask
-    from ICHTrainingLib.datasets.real import casc_axial_subtypes, real_scans
+    from ICHTrainingLib.datasets.phantom import casc_axial_subtypes
+    from ICHTrainingLib.datasets.real import real_scans
 
     patient, _, volume, _ = next(s for s in real_scans("ctich-jpg", "folds=0") if s[2].metadata["slice_subtypes"].any())
     subtypes = volume.metadata["slice_subtypes"]

@@ -10,7 +10,7 @@ that differ from the original (see `PhantomGenerator.generate`).
 """
 import os
 from pathlib import Path
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
 import numpy as np
 
@@ -27,20 +27,37 @@ def subtype_map(mask: np.ndarray, lesions) -> np.ndarray:
     return lut[mask]
 
 
-def scan_record(volume, labels: np.ndarray, patient: str):
-    """Everything a trainer reads of one labelled scan (labels: subtype index map on the volume grid)."""
+def scan_record(volume, labels: Optional[np.ndarray], patient: str, slice_subtypes: Optional[np.ndarray] = None):
+    """Everything a trainer reads of one labelled scan. labels: subtype index map on the volume grid
+    (a mask, or boxes painted as masks). A scan whose subtypes are known per slice only gives
+    labels None and its slice_subtypes (k, 5): the cascade grid's axial slices then carry those
+    (`casc_axial_subtypes`) instead of a label map (`casc_labels`)."""
     head = head_mask(volume.hu)
     crop = head_crop(head)
-    crop_hu = crop.extract(volume.hu, AXIAL_CROP_SIZE)
-    crop_labels = crop.extract_labels(labels, AXIAL_CROP_SIZE)
-    slice_subtypes = np.stack([(labels == i + 1).any(axis=(1, 2)) for i in range(len(SUBTYPES))], axis=1)
     alignment = estimate_alignment(volume, head)
-    casc_hu, _ = cascade_grid(volume, alignment)
-    casc_labels, _ = cascade_grid(volume, alignment, array=labels, linear=False)
-    return {"patient": patient, "slice_mm": float(volume.spacing[2]),
-            "crop_hu": crop_hu.astype(np.float16), "crop_labels": crop_labels.astype(np.uint8),
-            "slice_subtypes": slice_subtypes, "casc_hu": casc_hu.astype(np.float16),
-            "casc_labels": casc_labels.astype(np.uint8)}
+    label_map = np.zeros(volume.shape, np.uint8) if labels is None else labels
+    if slice_subtypes is None:
+        slice_subtypes = np.stack([(label_map == i + 1).any(axis=(1, 2)) for i in range(len(SUBTYPES))], axis=1)
+    rec = {"patient": patient, "slice_mm": float(volume.spacing[2]),
+           "crop_hu": crop.extract(volume.hu, AXIAL_CROP_SIZE).astype(np.float16),
+           "crop_labels": crop.extract_labels(label_map, AXIAL_CROP_SIZE).astype(np.uint8),
+           "slice_subtypes": slice_subtypes, "casc_hu": cascade_grid(volume, alignment)[0].astype(np.float16)}
+    if labels is None:
+        rec["casc_axial_subtypes"] = casc_axial_subtypes(volume, alignment, head, slice_subtypes)
+    else:
+        rec["casc_labels"] = cascade_grid(volume, alignment, array=labels, linear=False)[0].astype(np.uint8)
+    return rec
+
+
+def casc_axial_subtypes(volume, alignment, head, slice_subtypes):
+    """(cascade axial slices, 5): which subtypes each slice of the aligned 5 mm grid holds, from
+    labels known per input slice only: a grid slice holds a subtype where it cuts the head within an
+    input slice labelled with it (generous by up to one slice where the grid is tilted). One nearest-
+    neighbour resampling of the input slice numbers answers for all five subtypes."""
+    numbers = (head * np.arange(1, len(slice_subtypes) + 1, dtype=np.uint16)[:, None, None]).astype(np.uint16)
+    grid = cascade_grid(volume, alignment, array=numbers, linear=False)[0]
+    labels = np.vstack([np.zeros((1, slice_subtypes.shape[1]), bool), np.asarray(slice_subtypes, bool)])
+    return np.stack([labels[np.unique(s)].any(axis=0) for s in grid])
 
 
 def _build_one(args):

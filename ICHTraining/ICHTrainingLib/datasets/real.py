@@ -73,41 +73,17 @@ def records(kind: str, arg: str, cache="cache"):
 
 
 def _record(kind, patient, volume, truth):
+    """The trainers' record (phantom.scan_record, the same preprocessing): PHE's boxes painted as IPH
+    label maps; CT-ICH's subtypes per slice only."""
     import numpy as np
 
-    from ICHLocalizationLib.preprocessing import (AXIAL_CROP_SIZE, cascade_grid, estimate_alignment, head_crop,
-                                                  head_mask)
+    from .phantom import scan_record
 
-    head = head_mask(volume.hu)
-    crop = head_crop(head)
-    alignment = estimate_alignment(volume, head)
-    labels = np.zeros(volume.shape, np.uint8)
-    if kind == "phe":
-        for k, boxes in enumerate(truth):
-            for r0, c0, r1, c1 in boxes:
-                labels[k, r0:r1 + 1, c0:c1 + 1] = 1  # IPH
     subtypes = volume.metadata["slice_subtypes"]
-    rec = {"crop_hu": crop.extract(volume.hu, AXIAL_CROP_SIZE).astype(np.float16),
-           "crop_labels": crop.extract_labels(labels, AXIAL_CROP_SIZE).astype(np.uint8),
-           "slice_subtypes": subtypes, "slice_mm": float(volume.spacing[2]),
-           "casc_hu": cascade_grid(volume, alignment)[0].astype(np.float16)}
-    if kind == "phe":
-        rec["casc_labels"] = cascade_grid(volume, alignment, array=labels, linear=False)[0].astype(np.uint8)
-    else:
-        rec["casc_axial_subtypes"] = casc_axial_subtypes(volume, alignment, head, subtypes)
-    return rec
-
-
-def casc_axial_subtypes(volume, alignment, head, slice_subtypes):
-    """(cascade axial slices, 5): which subtypes each slice of the aligned 5 mm grid holds, from
-    labels known per input slice only: a grid slice holds a subtype where it cuts the head within an
-    input slice labelled with it (generous by up to one slice where the grid is tilted). One nearest-
-    neighbour resampling of the input slice numbers answers for all five subtypes."""
-    import numpy as np
-
-    from ICHLocalizationLib.preprocessing import cascade_grid
-
-    numbers = (head * np.arange(1, len(slice_subtypes) + 1, dtype=np.uint16)[:, None, None]).astype(np.uint16)
-    grid = cascade_grid(volume, alignment, array=numbers, linear=False)[0]
-    labels = np.vstack([np.zeros((1, slice_subtypes.shape[1]), bool), np.asarray(slice_subtypes, bool)])
-    return np.stack([labels[np.unique(s)].any(axis=0) for s in grid])
+    if kind != "phe":
+        return scan_record(volume, None, patient, subtypes)
+    labels = np.zeros(volume.shape, np.uint8)
+    for k, boxes in enumerate(truth):
+        for r0, c0, r1, c1 in boxes:
+            labels[k, r0:r1 + 1, c0:c1 + 1] = 1  # IPH
+    return scan_record(volume, labels, patient, subtypes)
