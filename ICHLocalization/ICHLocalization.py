@@ -65,8 +65,9 @@ Finds intracranial hemorrhage (ICH) in a non-contrast head CT: where it is, whic
 <li>Weakly supervised MIL detector (Nemcek, Vicar, Jakubicek) → points and a likelihood map</li>
 <li>U-Net segmenter (Hernández Farah &amp; Pérez Ruiz; Hssayeni et al.) → segments with volume in mL</li>
 </ul>
-<b>Research use only.</b> The bundled models are small, mostly trained on synthetic phantoms (the MIL
-detector also on real scans), and are not for clinical use. See the extension's README for accuracy figures and limits.
+<b>Research use only.</b> The bundled models are small, trained on synthetic phantoms and about a hundred
+real scans (slice labels and loose boxes only), and are not for clinical use. See the extension's README for
+accuracy figures and limits.
 """
         self.parent.acknowledgementText = """
 Methods after Nemcek et al. (3D localization; weakly supervised MIL), Hernández Farah and Pérez Ruiz
@@ -123,8 +124,8 @@ class ICHLocalizationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = ICHLocalizationLogic()
         self.ui.deviceLabel.text = self.logic.deviceDescription()
-        self.ui.warningLabel.text = ("Research use only: the bundled models are mostly trained on synthetic phantoms "
-                                     "and are not for clinical use.")
+        self.ui.warningLabel.text = ("Research use only: the bundled models are trained on synthetic phantoms and "
+                                     "about a hundred real scans, and are not for clinical use.")
         self._fillModelChoices()
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
