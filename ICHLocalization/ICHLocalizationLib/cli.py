@@ -74,7 +74,11 @@ def parser():
 
 
 def main(argv=None):
-    return run_batch(parser().parse_args(argv))[0]
+    try:
+        return run_batch(parser().parse_args(argv))[0]
+    except (InputError, ModelError) as exc:  # nothing could start: one line, exit 2
+        _log(exc)
+        return 2
 
 
 def localize(inputs, out, client=None, **options):
@@ -86,32 +90,29 @@ def localize(inputs, out, client=None, **options):
     if unknown:
         raise TypeError(f"unknown option(s) {', '.join(unknown)}; the options are ich-localize's (see --help)")
     vars(args).update(options)
-    status, rows = run_batch(args, client=client)
-    if status == 2:
-        raise InputError("nothing was started; see the message above")
-    return rows
+    return run_batch(args, client=client)[1]
+
+
+def _log(message):
+    print(f"ich-localize: {message}", file=sys.stderr)
 
 
 def run_batch(args, client=None):
     """(exit status, summary rows) of a batch: serial, or on Dask when a client, --workers or
-    --scheduler is given."""
+    --scheduler is given. Raises InputError/ModelError when nothing can start (output folder, models,
+    cluster); a failing scan is recorded and the batch goes on."""
     out_dir = Path(args.out)
-    log = lambda m: print(f"ich-localize: {m}", file=sys.stderr)  # noqa: E731
-    try:
-        _check_output_folder(out_dir)
-        inputs = expand_inputs(args.inputs)
-        if client is not None or args.workers is not None or args.scheduler:
-            from .scale import dask_batch
+    _check_output_folder(out_dir)
+    inputs = expand_inputs(args.inputs)
+    if client is not None or args.workers is not None or args.scheduler:
+        from .scale import dask_batch
 
-            scans = dask_batch(inputs, out_dir, args, workers=args.workers, scheduler=args.scheduler, client=client)
-        else:
-            from .pipeline import Pipeline
+        scans = dask_batch(inputs, out_dir, args, workers=args.workers, scheduler=args.scheduler, client=client)
+    else:
+        from .pipeline import Pipeline
 
-            pipeline = Pipeline(args.methods, models=args.models, device=args.device, log=log)
-            scans = (run_scan(pipeline, path, out_dir, args) for path in inputs)
-    except (InputError, ModelError) as exc:
-        log(exc)
-        return 2, []
+        pipeline = Pipeline(args.methods, models=args.models, device=args.device, log=_log)
+        scans = (run_scan(pipeline, path, out_dir, args) for path in inputs)
     if hasattr(signal, "SIGBREAK"):  # Windows: a batch started by Slicer is cancelled with Ctrl+Break
         signal.signal(signal.SIGBREAK, signal.default_int_handler)
     return _report(scans, inputs, out_dir, args)
