@@ -195,16 +195,19 @@ def _probability(value: float):
     return hd.sr.Measurement(name=c["probability"], value=round(float(value), 4), unit=c["unity"])
 
 
-def _group_common(results: Results, finding, index: int):
+def _group_identity(results: Results, method: str, identifier: str):
+    """What every measurement group says of itself: its tracking id, the model that made it, the brain."""
     import highdicom as hd
 
-    code = finding.subtype or "ICH"
-    name, version = model_name_version(results, finding.method)
-    return dict(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{finding.method} {code} {index}"),
-        finding_type=subtype_code(finding.subtype), finding_category=_codes()["altered"],
-        algorithm_id=hd.sr.AlgorithmIdentification(name=name, version=version),
-        finding_sites=[hd.sr.FindingSite(anatomic_location=_codes()["brain"])])
+    name, version = model_name_version(results, method)
+    return dict(tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=identifier),
+                algorithm_id=hd.sr.AlgorithmIdentification(name=name, version=version),
+                finding_sites=[hd.sr.FindingSite(anatomic_location=_codes()["brain"])])
+
+
+def _group_common(results: Results, finding, index: int):
+    return dict(finding_type=subtype_code(finding.subtype), finding_category=_codes()["altered"],
+                **_group_identity(results, finding.method, f"{finding.method} {finding.subtype or 'ICH'} {index}"))
 
 
 def scan_groups(results: Results):
@@ -212,18 +215,10 @@ def scan_groups(results: Results):
     score), so a report says what each method concluded even where it found nothing to outline."""
     import highdicom as hd
 
-    groups = []
-    for run in results.runs:
-        scores = results.slice_scores.get(run.method)
-        if not scores:
-            continue
-        name, version = model_name_version(results, run.method)
-        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{run.method} scan"),
-            finding_type=subtype_code(None), algorithm_id=hd.sr.AlgorithmIdentification(name=name, version=version),
-            finding_sites=[hd.sr.FindingSite(anatomic_location=_codes()["brain"])],
-            measurements=[_probability(max(scores))]))
-    return groups
+    return [hd.sr.MeasurementsAndQualitativeEvaluations(
+        finding_type=subtype_code(None), measurements=[_probability(max(results.slice_scores[run.method]))],
+        **_group_identity(results, run.method, f"{run.method} scan"))
+        for run in results.runs if results.slice_scores.get(run.method)]
 
 
 def measurement_groups(results: Results, seg, frame_of_reference: str, series_uid: str):
