@@ -88,7 +88,7 @@ def test_real_records_keep_slice_labels_and_never_claim_pixel_truth(tmp_path):
     from ICHTrainingLib.datasets import load_dataset_records
 
     records = load_dataset_records("phe:folds=0", cache=tmp_path)
-    assert len(records) == 14 and all(r["pixel_truth"] is False and r["fold"] == 0 for r in records)
+    assert len(records) == 14 and all(r["truth"] == "boxes" and r["fold"] == 0 for r in records)
     r = records[0]
     assert r["crop_hu"].shape[1:] == (256, 256)
     box_slices = r["crop_labels"].any(axis=(1, 2))

@@ -177,8 +177,9 @@ def test_unet_subtype_balanced_patches(records):
     """balance='subtype': each subtype is the target of about a third of the bleed patches here
     (three subtypes: IPH and SDH in two scans, IVH in two), whatever its pixel count."""
     from ICHTrainingLib.families.unet import _unet_patches, unet_patch_index
+    from ICHTrainingLib.pseudo_masks import pixel_supervision
 
-    index = unet_patch_index(records)
+    index = unet_patch_index([pixel_supervision(r) for r in records])
     assert [s for s, _ in index[1]] == [1, 2, 4]  # IPH, IVH, SDH
     rng = np.random.default_rng(0)
     _, y = _unet_patches(index, 600, rng, lambda d: d, balance="subtype")
@@ -201,6 +202,7 @@ def test_a_one_slice_unet_starts_a_25d_one_that_reads_its_neighbours(records, tm
     from ICHLocalizationLib.preprocessing import PreparedScan, channels_torch
     from ICHTrainingLib.families.unet import _unet_patches, unet_patch_index
     from ICHTrainingLib.loop import _inflate_to_neighbours
+    from ICHTrainingLib.pseudo_masks import pixel_supervision
 
     torch.manual_seed(0)
     one, nine = build_unet().eval(), build_unet(context=True).eval()
@@ -209,7 +211,7 @@ def test_a_one_slice_unet_starts_a_25d_one_that_reads_its_neighbours(records, tm
     with torch.no_grad():
         assert torch.allclose(one(channels_torch(hu[1:2], "unet")), nine(channels_torch(hu[None], "unet")), atol=1e-5)
 
-    index = unet_patch_index(records)
+    index = unet_patch_index([pixel_supervision(r) for r in records])
     x, _ = _unet_patches(index, 12, np.random.default_rng(0), lambda d: d, context_mm=5.0, p_single=0.0)
     assert x.shape == (12, 9, 128, 128) and not torch.equal(x[:, 0:3], x[:, 3:6])
     x, _ = _unet_patches(index, 12, np.random.default_rng(0), lambda d: d, context_mm=5.0, p_single=1.0)
@@ -339,10 +341,10 @@ def test_cascade_trains_the_named_planes_and_keeps_the_others(records, tmp_path)
 
 def test_slice_labelled_real_records_teach_the_axial_nets_only(records, tmp_path):
     """A CT-ICH-like record (per-slice subtypes on the cascade grid, no label map) joins the axial
-    plane's training and validation and no other; the U-Net still refuses such records."""
+    plane's training and validation and no other; the U-Net refuses records without any blood."""
     from ICHTrainingLib.families.cascade import plane_items, plane_labels, record_plane_labels
 
-    sliced = dict(records[0], patient="ctich-1", pixel_truth=False)
+    sliced = dict(records[0], patient="ctich-1", truth="slices")
     sliced["casc_axial_subtypes"] = plane_labels(sliced.pop("casc_labels"), "axial")[:, 1:]
     assert np.array_equal(record_plane_labels(sliced, "axial"), plane_labels(records[0]["casc_labels"], "axial"))
     assert record_plane_labels(sliced, "coronal") is None
@@ -354,8 +356,8 @@ def test_slice_labelled_real_records_teach_the_axial_nets_only(records, tmp_path
     entry = run_training(mixed, TrainConfig(method="cascade", out=str(tmp_path / "c"), epochs=1, batch_size=4,
                                             max_batches=1, val_fraction=0.25))
     assert {"axial_ich_auc", "coronal_ich_auc"} <= set(entry.metrics["validation"])
-    with pytest.raises(ValueError, match="unet learns from blood masks"):
-        run_training(mixed, TrainConfig(method="unet", out=str(tmp_path / "u")))
+    with pytest.raises(ValueError, match="unet learns from blood: none of these scans"):
+        run_training([sliced], TrainConfig(method="unet", out=str(tmp_path / "u")))
 
 
 def test_unet_gate_only_learns_from_slice_labels_and_keeps_the_unet(records, tmp_path):
@@ -366,7 +368,7 @@ def test_unet_gate_only_learns_from_slice_labels_and_keeps_the_unet(records, tmp
     first = run_training(records, TrainConfig(method="unet", out=str(tmp_path / "a"), epochs=1, batch_size=4,
                                               max_batches=1, val_fraction=0.25))
     init = str(tmp_path / "a" / first.files["weights"]["file"])
-    sliced = [dict(r, pixel_truth=False, patient=f"real-{n}") for n, r in enumerate(records)]
+    sliced = [dict(r, truth="slices", patient=f"real-{n}") for n, r in enumerate(records)]
     entry = run_training(sliced, TrainConfig(method="unet", out=str(tmp_path / "b"), epochs=2, batch_size=4,
                                              max_batches=2, val_fraction=0.25, init=init, gate_only=True, seed=1))
     before = torch.load(init, weights_only=True)

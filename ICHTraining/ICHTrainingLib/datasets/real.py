@@ -12,6 +12,7 @@ from .folds import load_folds, parse_folds
 FOLDERS = {"ctich-jpg": "ct-ich-jpg", "phe": "phe-sich"}
 RECORD_VERSION = "r2"  # r2: the cascade grid and its labels
 KINDS = tuple(FOLDERS)
+TRUTH = {"ctich-jpg": "slices", "phe": "boxes"}  # what a record's labels are; see pseudo_masks.py
 
 
 def default_data_root() -> Path:
@@ -53,7 +54,8 @@ def records(kind: str, arg: str, cache="cache"):
     """Training records (see phantom.scan_record) of the real scans, cached one .npz per scan.
 
     Slice labels only: `crop_labels` holds PHE's hematoma boxes (for the MIL's peak-in-box check),
-    nothing for CT-ICH; `pixel_truth` False tells the trainers that these are not blood masks. The
+    nothing for CT-ICH; `truth` tells the trainers which ("boxes", "slices"; a phantom's is a blood
+    mask, "mask", the default). The
     cascade grid comes with what is known on it: PHE's boxes as `casc_labels` (slice labels in all
     three planes), CT-ICH's per-slice subtypes as `casc_axial_subtypes` (axial slices only)."""
     import numpy as np
@@ -68,7 +70,8 @@ def records(kind: str, arg: str, cache="cache"):
             np.savez_compressed(tmp, **_record(kind, patient, volume, truth))
             tmp.rename(path)
         with np.load(path) as z:
-            out.append({**{k: z[k] for k in z.files}, "patient": f"{kind}-{patient}", "fold": fold, "pixel_truth": False})
+            out.append({**{k: z[k] for k in z.files}, "patient": f"{kind}-{patient}", "fold": fold,
+                        "truth": TRUTH[kind]})
     return out
 
 

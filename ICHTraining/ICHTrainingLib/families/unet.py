@@ -16,6 +16,7 @@ from ICHLocalizationLib.preprocessing import channels_torch, neighbour_offset, s
 from ..augment import slice_augmentation
 from ..loop import Trained, TrainConfig, log_rank0, data_source, fit, init_file, split_by_patient, start_from
 from ..metrics import roc_auc, slice_dices
+from ..pseudo_masks import pixel_supervision
 from ..sampling import augment_batch, slice_batches, slice_items, stack_hu, validation_slices
 
 
@@ -24,7 +25,7 @@ UNET_PATCH = 128
 
 def unet_patch_index(records):
     """Where _unet_patches draws from: every bleed slice, the slices holding each subtype (on the
-    crop the U-Net reads), every slice."""
+    crop the U-Net reads), every slice whose mask is the whole truth (records of pixel_supervision)."""
     pos_slices, by_subtype = [], {s: [] for s in range(1, len(SUBTYPES) + 1)}
     for r in records:
         for k in np.nonzero(r["crop_labels"].any(axis=(1, 2)))[0]:
@@ -32,7 +33,7 @@ def unet_patch_index(records):
             for s in np.unique(r["crop_labels"][k]):
                 if s:
                     by_subtype[int(s)].append((r, k))
-    all_slices = [(r, k) for r in records for k in range(len(r["slice_subtypes"]))]
+    all_slices = [(r, k) for r in records for k in np.nonzero(r["labelled_slices"])[0]]
     return pos_slices, [(s, lst) for s, lst in by_subtype.items() if lst], all_slices
 
 
@@ -76,7 +77,8 @@ def _unet_patches(index, n, rng, aug, balance="slice", context_mm=0.0, p_single=
 
 
 def train_unet(records, cfg: TrainConfig, progress=None, patches_per_epoch=2400):
-    """BCE + Dice (MONAI DiceCELoss over the 6 classes) on 128×128 patches of the 256 head crop."""
+    """BCE + Dice (MONAI DiceCELoss over the 6 classes) on 128×128 patches of the 256 head crop, of
+    records made by pseudo_masks.pixel_supervision."""
     from monai.losses import DiceCELoss
 
     torch.manual_seed(cfg.seed)
@@ -112,7 +114,7 @@ def unet_dice(model, records, threshold=0.5, context_mm=0.0):
     device = next(model.parameters()).device
     dices = []
     for r in records:
-        pos = np.nonzero(r["slice_subtypes"].any(axis=1))[0]
+        pos = np.nonzero(r["crop_labels"].any(axis=(1, 2)))[0]  # a mask, or a PHE box's clot (pixel_supervision)
         if not len(pos):
             continue
         hu = slices_in_context(r["crop_hu"], pos, r["slice_mm"], context_mm).astype(np.float32)
@@ -154,18 +156,29 @@ def cross_validate_unet(records, cfg: TrainConfig, progress=None):
 def train_family(records, cfg: TrainConfig, progress=None) -> Trained:
     if cfg.gate_only:
         return train_gate_only(records, cfg, progress)
-    if not all(r.get("pixel_truth", True) for r in records):
-        raise ValueError("unet learns from blood masks; the real scans here carry slice labels (and PHE boxes), "
-                         "which train the MIL detector and the cascade: use ich-train mil or cascade")
+    records = [pixel_supervision(r) for r in records]
+    if not any(r["crop_labels"].any() for r in records):
+        raise ValueError("unet learns from blood: none of these scans has a mask or a box with a clot in it; "
+                         "add phantoms or PHE-SICH to --data (slice labels alone train the gate: --gate-only)")
     cv = cross_validate_unet(records, cfg, progress) if cfg.folds > 1 else None
     model, gate, history, _ = train_unet(records, replace(cfg, folds=1), progress)
-    inp = {"channels": "unet", "size": 256, "gate_size": 128, "crop": "head"}
-    if cfg.context_mm:
-        inp["context_mm"] = cfg.context_mm
-    params = {"threshold": 0.5, "gate_threshold": 0.5, "closing_mm": 4.0, "opening_mm": 2.0, "min_volume_ml": 0.05,
-              "mirror": True}
+    inp, params = _settings_from_init(cfg)
+    if any(r.get("truth", "mask") != "mask" for r in records):
+        params["slice_score"] = "gate_x_evidence"
     return Trained({"unet": model.state_dict(), "gate": gate.state_dict()}, "unet", f"unet-{data_source(cfg)}", inp,
                    params, history, {"cross_validation": cv} if cv else {})
+
+
+def _settings_from_init(cfg: TrainConfig):
+    """(input, post-processing) of the catalogue entry that --init names (tuned settings carry over),
+    else the untuned defaults; --context-mm decides the input's context."""
+    base = catalogue_entry_of(init_file(cfg)) if cfg.init else None
+    inp = dict(base.input) if base else {"channels": "unet", "size": 256, "gate_size": 128, "crop": "head"}
+    if cfg.context_mm:
+        inp["context_mm"] = cfg.context_mm
+    params = dict(base.params) if base else {"threshold": 0.5, "gate_threshold": 0.5, "closing_mm": 4.0,
+                                              "opening_mm": 2.0, "min_volume_ml": 0.05, "mirror": True}
+    return inp, params
 
 
 def train_gate_only(records, cfg: TrainConfig, progress=None) -> Trained:
@@ -174,14 +187,9 @@ def train_gate_only(records, cfg: TrainConfig, progress=None) -> Trained:
     there is one. The slice score becomes the gate's probability times the U-Net's evidence."""
     if not cfg.init:
         raise ValueError("--gate-only keeps the U-Net of --init: give --init with a U-Net model")
-    base = catalogue_entry_of(init_file(cfg))
-    inp = dict(base.input) if base else {"channels": "unet", "size": 256, "gate_size": 128, "crop": "head"}
-    if cfg.context_mm:
-        inp["context_mm"] = cfg.context_mm
+    inp, params = _settings_from_init(cfg)
     unet = start_from(build_unet(context=bool(inp.get("context_mm"))), cfg, "unet")
     gate, history = train_gate(records, cfg, progress)
-    params = dict(base.params) if base else {"threshold": 0.5, "gate_threshold": 0.5, "closing_mm": 4.0,
-                                              "opening_mm": 2.0, "min_volume_ml": 0.05, "mirror": True}
     params["slice_score"] = "gate_x_evidence"
     return Trained({"unet": unet.state_dict(), "gate": gate.state_dict()}, "unet", f"unet-gate-{data_source(cfg)}",
                    inp, params, history)
