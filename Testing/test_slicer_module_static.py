@@ -43,10 +43,17 @@ def test_cmake_lists_every_script_and_resource(module, lib):
     scripts = {str(p.relative_to(ROOT / module)) for p in (ROOT / module / lib).rglob("*.py")}
     listed = set(re.findall(rf"^\s+({lib}/\S+\.py)$", cmake, re.M))
     assert scripts == listed, f"not listed: {sorted(scripts - listed)}; listed but missing: {sorted(listed - scripts)}"
-    for res in re.findall(r"^\s+(Resources/\S+)$", cmake, re.M):
-        res = res.replace("${MODULE_NAME}", module)
-        assert (ROOT / module / res).exists(), res
-    assert "slicerMacroBuildScriptedModule" in cmake
+    resources = set(re.findall(r"^\s+(Resources/\S+)$", cmake, re.M))
+    assert all((ROOT / module / res).exists() for res in resources), resources
+    bundled = {str(p.relative_to(ROOT / module)) for p in (ROOT / module / "Resources" / "Models").glob("*")
+               if not p.name.startswith(".")}  # the catalogue's lock file is not bundled
+    assert bundled <= resources, f"bundled but not installed by CMake: {sorted(bundled - resources)}"
+    # the top-level macro adds the module's script, icon and panel
+    assert "ich_scripted_module(" in cmake and f"set(MODULE_NAME {module})" in cmake
+    for own in (f"{module}.py", f"Resources/Icons/{module}.png", f"Resources/UI/{module}.ui"):
+        assert (ROOT / module / own).exists(), own
+    top = (ROOT / "CMakeLists.txt").read_text()
+    assert re.search(r"macro\(ich_scripted_module\).*slicerMacroBuildScriptedModule.*endmacro", top, re.S)
 
 
 def test_extension_metadata_and_self_test_registration():
