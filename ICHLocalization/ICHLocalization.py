@@ -20,6 +20,8 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
+from ICHLocalizationLib.extension import describe_module  # no imports of its own: safe before any pip install
+
 try:
     from slicer import vtkMRMLScalarVolumeNode
 except ImportError:  # older Slicer
@@ -50,14 +52,7 @@ def _importable(module):
         return False
 
 
-class ICHLocalization(ScriptedLoadableModule):
-    def __init__(self, parent):
-        ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "ICH Localization"
-        self.parent.categories = ["Radiology"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["ICH Localization developers"]
-        self.parent.helpText = """
+HELP_TEXT = """
 Finds intracranial hemorrhage (ICH) in a non-contrast head CT: where it is, which subtype
 (IPH, IVH, SAH, SDH, EDH) and how large. Three published methods:
 <ul>
@@ -69,11 +64,12 @@ Finds intracranial hemorrhage (ICH) in a non-contrast head CT: where it is, whic
 real scans (slice labels and loose boxes only), and are not for clinical use. See the extension's README for
 accuracy figures and limits.
 """
-        self.parent.acknowledgementText = """
-Methods after Nemcek et al. (3D localization; weakly supervised MIL), Hernández Farah and Pérez Ruiz
-(CNN + U-Net), Hssayeni et al. (PhysioNet CT-ICH) and Castro et al. (slice classification).
-Built on 3D Slicer, PyTorch, MONAI, SimpleITK, pydicom and scikit-image.
-"""
+
+
+class ICHLocalization(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        describe_module(self.parent, "ICH Localization", HELP_TEXT)
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 

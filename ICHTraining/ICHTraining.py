@@ -17,22 +17,21 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 
+from ICHLocalizationLib.extension import describe_module
 from ICHTrainingLib.datasets import DATASET_KINDS  # numpy only: safe to import before torch is installed
+
+
+HELP_TEXT = """
+Train the ICH Localization models (cascade, MIL detector, U-Net) on synthetic phantoms or real scans
+(PhysioNet CT-ICH as JPG pairs, PHE-SICH-CT-IDS, CT-ICH NIfTI, RSNA 2019), with progress, cancel and
+a live loss plot. A trained model can be registered in the catalogue and chosen in ICH Localization.
+"""
 
 
 class ICHTraining(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "ICH Training"
-        self.parent.categories = ["Radiology"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["ICH Localization developers"]
-        self.parent.helpText = """
-Train the ICH Localization models (cascade, MIL detector, U-Net) on synthetic phantoms or a dataset
-folder (PhysioNet CT-ICH, RSNA 2019), with progress, cancel and a live loss plot.
-A trained model can be registered in the catalogue and chosen in ICH Localization.
-"""
-        self.parent.acknowledgementText = "Part of the ICH Localization extension."
+        describe_module(self.parent, "ICH Training", HELP_TEXT)
 
 
 @parameterNodeWrapper

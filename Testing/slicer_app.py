@@ -303,9 +303,7 @@ class ctkPathLineEdit(QWidget):
 
 
 class ctkCollapsibleButton(QWidget):
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.collapsed = False
+    collapsed = False
 
 
 class qMRMLWidget(QWidget):
@@ -321,10 +319,7 @@ class qMRMLWidget(QWidget):
 
 class qSlicerScriptedLoadableModuleWidget(qMRMLWidget):
     """The panel Slicer gives a module widget (its `parent`)."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.isEntered = False
+    isEntered = False
 
 
 class qMRMLNodeComboBox(QWidget):

@@ -14,6 +14,7 @@ LIBRARIES = {"ICHLocalizationLib": ROOT / "ICHLocalization" / "ICHLocalizationLi
 LAYERS = {
     "ICHLocalizationLib": 0, "ICHTrainingLib": 10,  # the packages' __init__ (docstrings only)
     "ICHLocalizationLib.volume": 0, "ICHLocalizationLib.findings": 1, "ICHLocalizationLib.integrity": 1,
+    "ICHLocalizationLib.extension": 0,
     "ICHLocalizationLib.preprocessing": 2, "ICHLocalizationLib.io": 2, "ICHLocalizationLib.detector": 2,
     "ICHLocalizationLib.networks": 3, "ICHLocalizationLib.models": 3, "ICHLocalizationLib.phantom": 3,
     "ICHLocalizationLib.methods": 4, "ICHLocalizationLib.pipeline": 5, "ICHLocalizationLib.mrml": 5,

@@ -40,6 +40,17 @@ def _bound_widgets(widget):
             if w.property("SlicerParameterName")}
 
 
+def test_both_modules_replace_the_template_texts_with_the_extensions(localization, training, slicer):
+    """Slicer's ScriptedLoadableModule puts a template's contributors and acknowledgement in place;
+    each module lists itself under Radiology with its own title and help, and the extension's credits."""
+    for name, title in (("ichlocalization", "ICH Localization"), ("ichtraining", "ICH Training")):
+        parent = getattr(slicer.modules, name)
+        assert parent.title == title and parent.categories == ["Radiology"]
+        assert parent.contributors == ["ICH Localization developers"]
+        assert "PhysioNet CT-ICH" in parent.acknowledgementText and "NA-MIC" not in parent.acknowledgementText
+        assert "template" not in parent.helpText and title.split()[1].lower()[:5] in parent.helpText.lower()
+
+
 def test_localization_panel_binds_every_field_with_the_ui_ranges(localization):
     parameters = localization._parameterNode
     widgets = _bound_widgets(localization)
