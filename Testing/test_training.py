@@ -441,10 +441,9 @@ def test_cascade_fusion_tuning(records, tmp_path):
                                                     tune_cascade)
 
     casc = run_training(records, TrainConfig(method="cascade", out=str(tmp_path / "c"), epochs=1, batch_size=4, max_batches=1))
-    scans = []
-    for seed in (501, 502):
-        ph = generate(seed, subtypes=["IPH", "SDH"] if seed % 2 else ["IVH"], size=192, slices=16)
-        scans.append((ph.volume, ph.lesions))
+    phantoms = [generate(seed, subtypes=["IPH", "SDH"] if seed % 2 else ["IVH"], size=192, slices=16)
+                for seed in (501, 502)]
+    scans = [(ph.volume, ph.lesions) for ph in phantoms]
     assert {t["subtype"] for _, truth in scans for t in truth} == {"IPH", "SDH", "IVH"}
     best, table = tune_cascade(casc, scans)
     assert len(table) == len(STAGE1_THRESHOLDS) * len(FUSION_KERNELS) * len(FUSION_THRESHOLDS)
@@ -461,6 +460,42 @@ def test_cascade_fusion_tuning(records, tmp_path):
     below = (every[:, 0] > 0) & (every[:, 0] < cut)
     assert (every[below, 1:] > 0).any() and (gated[below, 1:] == 0).all()
     assert np.allclose(stage1_gated(every, cut), gated, atol=1e-6)
+
+
+def test_cascade_tuning_on_per_slice_boxes_scores_what_evaluate_counts():
+    """PHE-SICH's protocol, with the bundled phantom cascade on two phantoms' per-slice IPH boxes:
+    only IPH's thresholds move, and the tuned setting scores exactly what ich-evaluate counts for the
+    method run with it."""
+    from ICHLocalizationLib.methods.cascade3d import ThreePlaneCascade
+    from ICHLocalizationLib.phantom import generate
+    from ICHLocalizationLib.preprocessing import PreparedScan
+    from ICHTrainingLib.evaluate import connected_boxes_2d, predicted_boxes_2d
+    from ICHTrainingLib.metrics import match_counts_2d
+    from ICHTrainingLib.tune_postprocessing import tune_cascade
+
+    casc = Catalogue.load().get("cascade", "cascade-phantom")
+    phantoms = [generate(seed, subtypes=["IPH", "SDH"] if seed % 2 else ["IVH"], size=192, slices=16)
+                for seed in (501, 502)]
+    per_slice = []
+    for ph in phantoms:
+        iph = np.isin(ph.mask, [t["id"] for t in ph.lesions if t["subtype"] == "IPH"])
+        per_slice.append((ph.volume, [[(r0, c0, r1, c1) for r0, r1, c0, c1 in connected_boxes_2d(m)] for m in iph]))
+    assert any(per_slice[0][1]) and not any(per_slice[1][1])
+    best, _ = tune_cascade(casc, per_slice, protocol="2d")
+    assert best["protocol"] == "2d"
+    for plane, values in best["thresholds"].items():
+        assert values[1:] == [best["threshold"]] * 4, "PHE's boxes are IPH: the other subtypes keep the grid's"
+    params = {**casc.params, "stage1_threshold": best["stage1_threshold"],
+              "fusion": {k: best[k] for k in ("kernel", "threshold", "thresholds", "gap")}}
+    method = ThreePlaneCascade(replace(casc, params=params), load_state(casc), "cpu")
+    tp = fp = fn = 0
+    for volume, boxes in per_slice:
+        res = method.run(PreparedScan(volume))
+        for predicted, truth in zip(predicted_boxes_2d(res), boxes):
+            got = match_counts_2d(predicted["cascade"], truth)
+            tp, fp, fn = tp + got[0], fp + got[1], fn + got[2]
+    assert tp > 0 and fp + fn > 0, "a test that can tell right from wrong counts"
+    assert abs(best["f1"] - 2 * tp / max(1, 2 * tp + fp + fn)) < 1e-9
 
 
 def test_unet_post_processing_tuning_scores_the_methods_own_output(records, tmp_path):

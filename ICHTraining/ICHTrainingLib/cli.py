@@ -142,7 +142,8 @@ def tune_main(argv=None):
                                  "detector's (h, T, d) and map smoothing by Bayesian optimization, the cascade's fusion, the U-Net's "
                                  "thresholds, morphology and minimum lesion size.")
     ap.add_argument("--method", choices=("mil", "cascade", "unet"), default="mil")
-    ap.add_argument("--data", default="phantom:121-150", help="validation scans (never seeds 9001-9010)")
+    ap.add_argument("--data", default="phantom:121-150",
+                    help="validation scans (never seeds 9001-9010); the cascade also tunes on phe:folds=… (2D boxes)")
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--models", help="catalogue folder")
     ap.add_argument("--model", help="model id (default: the method's default)")
@@ -161,10 +162,12 @@ def tune_main(argv=None):
         elif args.method == "cascade":
             from tqdm import tqdm
 
-            from .datasets import labelled_boxes
+            from .datasets import box_protocol, labelled_boxes
             from .tune_postprocessing import tune_cascade
 
-            best, _ = tune_cascade(entry, tqdm(labelled_boxes(args.data), desc="validation scans", unit="scan"))
+            protocol = box_protocol(args.data)
+            best, _ = tune_cascade(entry, tqdm(labelled_boxes(args.data), desc="validation scans", unit="scan"),
+                                   protocol=protocol)
             update = {"fusion": {k: best[k] for k in ("kernel", "threshold", "thresholds", "gap")},
                       "stage1_threshold": best["stage1_threshold"]}
         else:

@@ -252,14 +252,21 @@ def _ijk_extent(vol, box):
     return lo, hi, range(max(0, int(np.ceil(lo[2] - 0.5))), min(vol.shape[0] - 1, int(np.floor(hi[2] + 0.5))) + 1)
 
 
+def cascade_boxes_2d(vol, boxes):
+    """Per input slice of vol: the cascade's 3D boxes (BoxFindings) cut through it, each as
+    ((row0, col0, row1, col1), subtype)."""
+    out = [[] for _ in range(vol.shape[0])]
+    for box in boxes:
+        lo, hi, ks = _ijk_extent(vol, box)
+        for k in ks:
+            out[k].append(((int(round(lo[1])), int(round(lo[0])), int(round(hi[1])), int(round(hi[0]))), box.subtype))
+    return out
+
+
 def predicted_boxes_2d(res):
     """Per input slice: the cascade's 3D boxes cut through it and the U-Net's lesions' 2D boxes,
     each as (row0, col0, row1, col1)."""
-    vol = res.volume
-    out = [{"cascade": [], "unet": []} for _ in range(vol.shape[0])]
-    for lo, hi, ks in (_ijk_extent(vol, b) for b in res.boxes):
-        for k in ks:
-            out[k]["cascade"].append((int(round(lo[1])), int(round(lo[0])), int(round(hi[1])), int(round(hi[0]))))
+    out = [{"cascade": [b for b, _ in cut], "unet": []} for cut in cascade_boxes_2d(res.volume, res.boxes)]
     if res.lesion_labels is not None:
         for k, slice_boxes in enumerate(out):
             slice_boxes["unet"] = [(r0, c0, r1, c1) for r0, r1, c0, c1 in connected_boxes_2d(res.lesion_labels[k] > 0)]

@@ -2,8 +2,9 @@
 
 Both read validation scans (never seeds 9001–9010): the networks run once per scan, then each
 candidate setting is scored with the protocol its method is judged by — the cascade's boxes mapped
-back to the head and matched to the lesions' RAS boxes at IoU ≥ 0.4 (paper 000), voxel Dice on the
-input grid for the U-Net (its closing, opening and minimum size are in mm and mL of the input).
+back to the head and matched to the lesions' RAS boxes at IoU ≥ 0.4 (paper 000) or, on PHE-SICH,
+cut through each slice and matched to its hematoma boxes at 2D IoU ≥ 0.4; voxel Dice on the input
+grid for the U-Net (its closing, opening and minimum size are in mm and mL of the input).
 """
 import numpy as np
 
@@ -13,7 +14,8 @@ from ICHLocalizationLib.methods.unet_segmenter import UNetSegmenter
 from ICHLocalizationLib.models import ModelEntry, load_state
 from ICHLocalizationLib.preprocessing import PreparedScan
 
-from .metrics import dice, match_boxes
+from .evaluate import cascade_boxes_2d
+from .metrics import dice, match_boxes, match_counts_2d, rates
 
 FUSION_KERNELS = ([1.0], [0.15, 0.7, 0.15], [0.25, 0.5, 0.25], [0.1, 0.2, 0.4, 0.2, 0.1])
 FUSION_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
@@ -30,41 +32,31 @@ def stage1_gated(probs, stage1):
     return out
 
 
-def tune_cascade(entry: ModelEntry, scans, rounds: int = 3):
+def tune_cascade(entry: ModelEntry, scans, rounds: int = 3, protocol: str = "3d"):
     """The cascade's fusion on validation scans: stage-1 threshold, kernel and one fusion threshold
     by grid search, then the run gap and a threshold per plane and subtype by coordinate ascent
     (`rounds` passes) — each maximizing the F1 of boxes matched at IoU ≥ 0.4. The networks run once
-    per scan (the subtype nets on every slice; the stage-1 gate is applied afterwards). scans:
-    [(CTVolume, truth lesions with "subtype" and "bbox_ras")]. Returns (best, table of the grid search)."""
+    per scan (the subtype nets on every slice; the stage-1 gate is applied afterwards).
+    protocol "3d" (paper 000): scans [(CTVolume, truth lesions with "subtype" and "bbox_ras")], every
+    subtype's thresholds tuned. "2d" (PHE-SICH): scans [(CTVolume, per-slice hematoma boxes)], the
+    cascade's boxes cut through each slice; those boxes are all IPH, so only IPH's thresholds per
+    plane are tuned (the others keep the grid's). Returns (best, table of the grid search)."""
+    if protocol not in ("3d", "2d"):
+        raise ValueError(f"protocol {protocol!r}: '3d' (lesion boxes) or '2d' (per-slice boxes)")
     method = ThreePlaneCascade(entry, load_state(entry), "cpu")
-    raw = []
-    for volume, truth in scans:
-        scan = PreparedScan(volume)
-        grid, m = scan.cascade_grid()
-        probs = {p: method.plane_probabilities(plane_slices(grid, p), p, kernel=[1.0], stage1_threshold=0.0)
-                 for p in PLANES}
-        raw.append(((grid, m, scan.alignment), probs, truth))
+    raw = [_unfused(method, volume) + (truth,) for volume, truth in scans]
+    count = _counts_3d if protocol == "3d" else _counts_2d
 
     def score(fused_scans, thresholds, gap=0):
-        tp = fp = fn = right = 0
-        for ((grid, m, align), _, truth), fused in zip(raw, fused_scans):
-            pred = [b.to_json() for b in method.boxes(fused, grid, m, align, thresholds, gap)]
-            matches, fps, fns = match_boxes(pred, truth, 0.4)
-            tp, fp, fn = tp + len(matches), fp + len(fps), fn + len(fns)
-            right += sum(pred[a]["subtype"] == truth[b]["subtype"] for a, b, _ in matches)
-        se, ppv = tp / max(1, tp + fn), tp / max(1, tp + fp)
-        return {"se": se, "ppv": ppv, "f1": 2 * se * ppv / max(1e-9, se + ppv), "subtype_acc": right / max(1, tp)}
+        totals = np.zeros(4, int)
+        for (volume, grid, m, align, _, truth), fused in zip(raw, fused_scans):
+            totals += count(method.boxes(fused, grid, m, align, thresholds, gap), volume, truth)
+        tp, fp, fn, right = totals
+        return {**{k: v for k, v in rates(tp, fp, fn).items() if k != "dice"}, "f1": rates(tp, fp, fn)["dice"],
+                "subtype_acc": right / max(1, tp)}
 
-    results, fused_by = [], {}
-    for stage1 in STAGE1_THRESHOLDS:
-        for kernel in FUSION_KERNELS:
-            fused_by[stage1, tuple(kernel)] = [{p: fuse_columns(stage1_gated(v, stage1), kernel) for p, v in probs.items()}
-                                               for _, probs, _ in raw]
-            for thr in FUSION_THRESHOLDS:
-                results.append({"stage1_threshold": stage1, "kernel": kernel, "threshold": thr,
-                                **score(fused_by[stage1, tuple(kernel)], thr)})
-    best = max(results, key=lambda r: (r["f1"], r["subtype_acc"]))
-    fused = fused_by[best["stage1_threshold"], tuple(best["kernel"])]
+    best, results, fused = _grid_search(raw, score)
+    tuned = SUBTYPES if protocol == "3d" else ("IPH",)
     per, gap = {p: [best["threshold"]] * len(SUBTYPES) for p in PLANES}, 0
     top = score(fused, per, gap)
     for _ in range(rounds):
@@ -73,13 +65,54 @@ def tune_cascade(entry: ModelEntry, scans, rounds: int = 3):
             if got["f1"] > top["f1"] + 1e-9:
                 gap, top = g, got
         for plane in PLANES:
-            for s in range(len(SUBTYPES)):
+            for s in (SUBTYPES.index(t) for t in tuned):
                 for v in CLASSIFIER_THRESHOLDS:
                     trial = {**per, plane: per[plane][:s] + [v] + per[plane][s + 1:]}
                     got = score(fused, trial, gap)
                     if got["f1"] > top["f1"] + 1e-9:
                         per, top = trial, got
-    return {**best, **top, "thresholds": per, "gap": gap}, results
+    return {**best, **top, "thresholds": per, "gap": gap, "protocol": protocol}, results
+
+
+def _unfused(method, volume):
+    """(volume, cascade grid, its matrix, alignment, {plane: unfused probabilities}) of one scan."""
+    scan = PreparedScan(volume)
+    grid, m = scan.cascade_grid()
+    probs = {p: method.plane_probabilities(plane_slices(grid, p), p, kernel=[1.0], stage1_threshold=0.0)
+             for p in PLANES}
+    return volume, grid, m, scan.alignment, probs
+
+
+def _grid_search(raw, score):
+    """Every (stage-1 threshold, kernel, fusion threshold): (best, table, the best's fused probabilities)."""
+    results, fused_by = [], {}
+    for stage1 in STAGE1_THRESHOLDS:
+        for kernel in FUSION_KERNELS:
+            fused_by[stage1, tuple(kernel)] = [{p: fuse_columns(stage1_gated(v, stage1), kernel) for p, v in r[4].items()}
+                                               for r in raw]
+            for thr in FUSION_THRESHOLDS:
+                results.append({"stage1_threshold": stage1, "kernel": kernel, "threshold": thr,
+                                **score(fused_by[stage1, tuple(kernel)], thr)})
+    best = max(results, key=lambda r: (r["f1"], r["subtype_acc"]))
+    return best, results, fused_by[best["stage1_threshold"], tuple(best["kernel"])]
+
+
+def _counts_3d(boxes, volume, truth):
+    """(TP, FP, FN, TP with the right subtype): 3D boxes against the lesions' RAS boxes (paper 000)."""
+    pred = [b.to_json() for b in boxes]
+    matches, fps, fns = match_boxes(pred, truth, 0.4)
+    return len(matches), len(fps), len(fns), sum(pred[a]["subtype"] == truth[b]["subtype"] for a, b, _ in matches)
+
+
+def _counts_2d(boxes, volume, truth):
+    """(TP, FP, FN, TP among the IPH boxes): the boxes cut through each input slice against its
+    hematoma boxes, as ich-evaluate scores PHE-SICH."""
+    totals = np.zeros(4, int)
+    for cut, slice_truth in zip(cascade_boxes_2d(volume, boxes), truth):
+        tp, fp, fn = match_counts_2d([b for b, _ in cut], slice_truth)
+        iph = match_counts_2d([b for b, subtype in cut if subtype == "IPH"], slice_truth)[0]
+        totals += (tp, fp, fn, iph)
+    return totals
 
 
 # The minimum lesion size stops at 0.1 mL. With 0.5 mL allowed, tuning chose it (validation Dice 0.83

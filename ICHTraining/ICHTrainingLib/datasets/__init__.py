@@ -67,12 +67,25 @@ def _validation_phantoms(seeds: str):
         yield generate(seed)
 
 
+def box_protocol(spec: str) -> str:
+    """How a dataset's boxes are matched: "3d" lesion boxes (phantoms), "2d" per-slice boxes (PHE-SICH)."""
+    kind = spec.partition(":")[0].strip().lower()
+    if kind not in ("phantom", "phe"):
+        raise ValueError(f"--data {spec!r}: boxes come from phantom:SEEDS (3D, every subtype) or phe:folds=… (2D, IPH)")
+    return "3d" if kind == "phantom" else "2d"
+
+
 def labelled_boxes(spec: str):
-    """'phantom:121-150' → iterator of (CTVolume, its truth lesions, each with "subtype" and
-    "bbox_ras"): what the cascade's 3D boxes are matched to (paper 000's protocol, as in ich-evaluate)."""
+    """What the cascade's boxes are matched to, as ich-evaluate does: 'phantom:121-150' → (CTVolume,
+    its truth lesions, each with "subtype" and "bbox_ras") (paper 000's protocol); 'phe:folds=0-3' →
+    (CTVolume, its hematoma boxes per slice, (row0, col0, row1, col1))."""
     kind, _, arg = spec.partition(":")
-    if kind.strip().lower() != "phantom":
-        raise ValueError(f"--data {spec!r}: 3D lesion boxes with a subtype each come from phantom:SEEDS")
+    if box_protocol(spec) == "2d":
+        from .real import real_scans
+
+        for _, _, volume, boxes in real_scans("phe", arg):
+            yield volume, boxes
+        return
     for ph in _validation_phantoms(arg):
         yield ph.volume, ph.lesions
 
