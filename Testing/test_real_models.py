@@ -1,5 +1,5 @@
 """The default models that learned from real scans, on real scans they never saw (fold 4, held out
-of their training and tuning): the MIL on PHE-SICH, the U-Net with its real gate on CT-ICH. Skips
+of their training and tuning): the MIL and the cascade on PHE-SICH, the U-Net on both. Skips
 cleanly without ../shared/data."""
 import itertools
 
@@ -59,13 +59,13 @@ def held_out_ctich():
 
 def test_default_unet_with_its_real_gate_ranks_held_out_slices(held_out_ctich):
     """The real-trained gate lifts the U-Net's slice ranking on scans it never saw (the phantom gate's
-    model ranks these 123 slices at 0.67, this one at 0.89)."""
+    model ranks these 123 slices at 0.67, the default at 0.89)."""
     from ICHLocalizationLib.models import Catalogue
     from ICHLocalizationLib.pipeline import Pipeline
     from ICHTrainingLib.metrics import roc_auc
 
     entry = Catalogue.load().get("unet")
-    assert entry.id == "unet-gate-real+phantom" and entry.params["slice_score"] == "gate_x_evidence"
+    assert entry.id == "unet-real+phantom" and entry.params["slice_score"] == "gate_x_evidence"
     pipeline = Pipeline("unet", device="cpu")
     labels, scores = [], []
     for _, fold, volume, _ in held_out_ctich:
@@ -91,3 +91,23 @@ def test_default_cascade_boxes_meet_held_out_hematoma_boxes(held_out_phe):
             a, b, c = match_counts_2d(predicted["cascade"], truth)
             tp, fp, fn = tp + a, fp + b, fn + c
     assert rates(tp, fp, fn)["dice"] >= 0.35, (tp, fp, fn)
+
+
+def test_default_unet_outlines_held_out_hematomas_with_few_false_lesions(held_out_phe):
+    """The U-Net that learned from the clots in PHE's boxes (folds 0–3): on held-out scans its lesions'
+    centres lie in the hematoma boxes (paper 001's point-in-box rule) with a quarter of the false
+    lesions of the phantom U-Net under the same real gate (Dice 0.59 against 0.30; 20 false against 74)."""
+    from ICHLocalizationLib.models import Catalogue
+    from ICHLocalizationLib.pipeline import Pipeline
+    from ICHTrainingLib.evaluate import predicted_boxes_2d
+    from ICHTrainingLib.metrics import point_in_box_counts, rates
+
+    assert Catalogue.load().get("unet").id == "unet-real+phantom"
+    pipeline = Pipeline("unet", device="cpu")
+    tp = fp = fn = 0
+    for _, _, volume, boxes in held_out_phe:
+        for truth, predicted in zip(boxes, predicted_boxes_2d(pipeline.run(volume))):
+            centres = [((r0 + r1) / 2, (c0 + c1) / 2) for r0, c0, r1, c1 in predicted["unet"]]
+            a, b, c = point_in_box_counts(centres, [(r0, r1, c0, c1) for r0, c0, r1, c1 in truth])
+            tp, fp, fn = tp + a, fp + b, fn + c
+    assert rates(tp, fp, fn)["dice"] >= 0.5 and rates(tp, fp, fn)["se"] >= 0.8, (tp, fp, fn)

@@ -15,8 +15,10 @@ def main(reports):
              "(seeds 1–120, and 151–300 for the cascade's second round, with a 15 % patient-level validation split; 121–150 for",
              "post-processing tuning; 9001–9010 evaluated on, never trained or tuned on). `mil-maxpool-real` started from",
              "`mil-maxpool-phantom`, the slice gate of `unet-gate-real+phantom` from that of `unet-phantom` (whose U-Net it",
-             "keeps unchanged), `cascade-real+phantom` from `cascade-phantom` (with phantoms 1–40 beside the real scans); they",
-             "learned from real scans with slice labels and PHE's boxes only: folds 0–3 of PhysioNet CT-ICH v1.0.0",
+             "keeps unchanged), `unet-real+phantom` from `unet-gate-real+phantom` (its U-Net learning from the clots inside",
+             "PHE's boxes and from bleed-free real slices), `cascade-real+phantom` from `cascade-phantom` (phantoms 1–40 beside",
+             "the real scans for both); they learned from real scans with slice labels and PHE's boxes only: folds 0–3 of",
+             "PhysioNet CT-ICH v1.0.0",
              "(Hssayeni et al. 2020, doi:10.13026/w8q8-ky94, CC BY 4.0 — attribution required) and of PHE-SICH-CT-IDS (Computers in",
              "Biology and Medicine 2024; research use as published with the dataset). Fold 4 of both was held out: every real-data",
              "figure of these models is on it. Folds: `ICHTraining/ICHTrainingLib/datasets/folds.json`.", ""]

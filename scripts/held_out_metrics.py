@@ -1,0 +1,31 @@
+"""Attach ich-evaluate reports of a held-out fold to a catalogue entry (its metrics' "held_out"), so
+that the entry and the model card say how the model does on patients it never saw.
+
+    python scripts/held_out_metrics.py MODEL_ID "fold 4 of ctich-jpg and phe (never trained on)" \
+        ctich-jpg::runs/eval-…/report.json phe::runs/eval-…/report.json [--models DIR]
+"""
+import argparse
+import json
+from pathlib import Path
+
+from ICHLocalizationLib.models import models_dir
+from ICHTrainingLib.cli import update_entry
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model_id")
+    ap.add_argument("data", help="what the reports were measured on, in words")
+    ap.add_argument("reports", nargs="+", help="DATASET::report.json")
+    ap.add_argument("--models", help="catalogue folder (default: the bundled one)")
+    args = ap.parse_args(argv)
+    held_out = {"data": args.data}
+    for arg in args.reports:
+        name, _, path = arg.partition("::")
+        held_out[name] = json.loads(Path(path).read_text())["metrics"]
+    update_entry(models_dir(args.models), args.model_id, {}, {"held_out": held_out})
+    print(f"{args.model_id}: held-out metrics of {', '.join(k for k in held_out if k != 'data')} attached")
+
+
+if __name__ == "__main__":
+    main()
