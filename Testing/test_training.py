@@ -469,7 +469,8 @@ def test_cascade_tuning_on_per_slice_boxes_scores_what_evaluate_counts():
     from ICHLocalizationLib.methods.cascade3d import ThreePlaneCascade
     from ICHLocalizationLib.phantom import generate
     from ICHLocalizationLib.preprocessing import PreparedScan
-    from ICHTrainingLib.evaluate import connected_boxes_2d, predicted_boxes_2d
+    from ICHLocalizationLib.findings import SUBTYPES
+    from ICHTrainingLib.evaluate import connected_boxes_2d, predicted_boxes_2d, slice_subtype_predictions
     from ICHTrainingLib.metrics import match_counts_2d
     from ICHTrainingLib.tune_postprocessing import tune_cascade
 
@@ -481,7 +482,7 @@ def test_cascade_tuning_on_per_slice_boxes_scores_what_evaluate_counts():
         iph = np.isin(ph.mask, [t["id"] for t in ph.lesions if t["subtype"] == "IPH"])
         per_slice.append((ph.volume, [[(r0, c0, r1, c1) for r0, r1, c0, c1 in connected_boxes_2d(m)] for m in iph]))
     assert any(per_slice[0][1]) and not any(per_slice[1][1])
-    best, _ = tune_cascade(casc, per_slice, protocol="2d")
+    best, _ = tune_cascade(casc, per_slice, protocol="2d", rounds=1)
     assert best["protocol"] == "2d"
     for plane, values in best["thresholds"].items():
         assert values[1:] == [best["threshold"]] * 4, "PHE's boxes are IPH: the other subtypes keep the grid's"
@@ -496,6 +497,23 @@ def test_cascade_tuning_on_per_slice_boxes_scores_what_evaluate_counts():
             tp, fp, fn = tp + got[0], fp + got[1], fn + got[2]
     assert tp > 0 and fp + fn > 0, "a test that can tell right from wrong counts"
     assert abs(best["f1"] - 2 * tp / max(1, 2 * tp + fp + fn)) < 1e-9
+
+    # CT-ICH's protocol beside it: the second phantom known by its subtypes per slice only (IVH);
+    # every subtype's thresholds may move now, and the counts are ich-evaluate's per-slice calls
+    subtypes = np.stack([np.isin(phantoms[1].mask, [t["id"] for t in phantoms[1].lesions if t["subtype"] == s])
+                         .any(axis=(1, 2)) for s in SUBTYPES], axis=1)
+    mixed = [per_slice[0], (phantoms[1].volume, subtypes)]
+    best, _ = tune_cascade(casc, mixed, protocol="2d", rounds=1)
+    params = {**casc.params, "stage1_threshold": best["stage1_threshold"],
+              "fusion": {k: best[k] for k in ("kernel", "threshold", "thresholds", "gap")}}
+    method = ThreePlaneCascade(replace(casc, params=params), load_state(casc), "cpu")
+    tp = fp = fn = 0
+    for predicted, truth in zip(predicted_boxes_2d(method.run(PreparedScan(mixed[0][0]))), mixed[0][1]):
+        got = match_counts_2d(predicted["cascade"], truth)
+        tp, fp, fn = tp + got[0], fp + got[1], fn + got[2]
+    called = slice_subtype_predictions(method.run(PreparedScan(mixed[1][0])))["cascade"]
+    tp, fp, fn = tp + (called & subtypes).sum(), fp + (called & ~subtypes).sum(), fn + (~called & subtypes).sum()
+    assert subtypes[:, SUBTYPES.index("IVH")].any() and abs(best["f1"] - 2 * tp / max(1, 2 * tp + fp + fn)) < 1e-9
 
 
 def test_unet_post_processing_tuning_scores_the_methods_own_output(records, tmp_path):

@@ -149,6 +149,7 @@ def tune_main(argv=None):
     ap.add_argument("--model", help="model id (default: the method's default)")
     ap.add_argument("--init", type=int, default=10, help="MIL: random initial points")
     ap.add_argument("--iter", type=int, default=150, help="MIL: Bayesian optimization iterations")
+    ap.add_argument("--rounds", type=int, default=3, help="cascade: passes of the per-plane, per-subtype threshold ascent")
     ap.add_argument("--save", action="store_true", help="write the tuned values into the catalogue entry")
     args = ap.parse_args(argv)
     try:
@@ -167,7 +168,7 @@ def tune_main(argv=None):
 
             protocol = box_protocol(args.data)
             best, _ = tune_cascade(entry, tqdm(labelled_boxes(args.data), desc="validation scans", unit="scan"),
-                                   protocol=protocol)
+                                   protocol=protocol, rounds=args.rounds)
             update = {"fusion": {k: best[k] for k in ("kernel", "threshold", "thresholds", "gap")},
                       "stage1_threshold": best["stage1_threshold"]}
         else:

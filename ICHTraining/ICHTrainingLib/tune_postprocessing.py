@@ -37,15 +37,18 @@ def tune_cascade(entry: ModelEntry, scans, rounds: int = 3, protocol: str = "3d"
     by grid search, then the run gap and a threshold per plane and subtype by coordinate ascent
     (`rounds` passes) — each maximizing the F1 of boxes matched at IoU ≥ 0.4. The networks run once
     per scan (the subtype nets on every slice; the stage-1 gate is applied afterwards).
-    protocol "3d" (paper 000): scans [(CTVolume, truth lesions with "subtype" and "bbox_ras")], every
-    subtype's thresholds tuned. "2d" (PHE-SICH): scans [(CTVolume, per-slice hematoma boxes)], the
-    cascade's boxes cut through each slice; those boxes are all IPH, so only IPH's thresholds per
-    plane are tuned (the others keep the grid's). Returns (best, table of the grid search)."""
+    protocol "3d" (paper 000): scans [(CTVolume, truth lesions with "subtype" and "bbox_ras")].
+    "2d" (real scans): the cascade's boxes cut through each input slice, and each scan's truth is
+    either its hematoma boxes per slice (PHE-SICH: matched at 2D IoU ≥ 0.4) or its subtypes per
+    slice, a (slices, 5) array (CT-ICH: a slice's subtype is found when a box of it cuts the slice);
+    the counts of both add up. Every subtype's thresholds are tuned, except on boxes alone: those
+    are all IPH, so the other subtypes then keep the grid's. Returns (best, table of the grid search)."""
     if protocol not in ("3d", "2d"):
-        raise ValueError(f"protocol {protocol!r}: '3d' (lesion boxes) or '2d' (per-slice boxes)")
+        raise ValueError(f"protocol {protocol!r}: '3d' (lesion boxes) or '2d' (per-slice truth)")
     method = ThreePlaneCascade(entry, load_state(entry), "cpu")
     raw = [_unfused(method, volume) + (truth,) for volume, truth in scans]
     count = _counts_3d if protocol == "3d" else _counts_2d
+    per_slice_subtypes = any(isinstance(r[-1], np.ndarray) for r in raw)
 
     def score(fused_scans, thresholds, gap=0):
         totals = np.zeros(4, int)
@@ -56,7 +59,7 @@ def tune_cascade(entry: ModelEntry, scans, rounds: int = 3, protocol: str = "3d"
                 "subtype_acc": right / max(1, tp)}
 
     best, results, fused = _grid_search(raw, score)
-    tuned = SUBTYPES if protocol == "3d" else ("IPH",)
+    tuned = SUBTYPES if protocol == "3d" or per_slice_subtypes else ("IPH",)
     per, gap = {p: [best["threshold"]] * len(SUBTYPES) for p in PLANES}, 0
     top = score(fused, per, gap)
     for _ in range(rounds):
@@ -105,8 +108,16 @@ def _counts_3d(boxes, volume, truth):
 
 
 def _counts_2d(boxes, volume, truth):
-    """(TP, FP, FN, TP among the IPH boxes): the boxes cut through each input slice against its
-    hematoma boxes, as ich-evaluate scores PHE-SICH."""
+    """(TP, FP, FN, TP with the right subtype) of the boxes cut through each input slice: against its
+    hematoma boxes (IPH), as ich-evaluate scores PHE-SICH, or against its subtypes (slice, subtype)
+    pairs, as ich-evaluate scores CT-ICH."""
+    if isinstance(truth, np.ndarray):
+        called = np.zeros(truth.shape, bool)
+        for k, cut in enumerate(cascade_boxes_2d(volume, boxes)):
+            for _, subtype in cut:
+                called[k, SUBTYPES.index(subtype)] = True
+        tp = int((called & truth).sum())
+        return np.array([tp, int((called & ~truth).sum()), int((~called & truth).sum()), tp])
     totals = np.zeros(4, int)
     for cut, slice_truth in zip(cascade_boxes_2d(volume, boxes), truth):
         tp, fp, fn = match_counts_2d([b for b, _ in cut], slice_truth)

@@ -68,26 +68,33 @@ def _validation_phantoms(seeds: str):
 
 
 def box_protocol(spec: str) -> str:
-    """How a dataset's boxes are matched: "3d" lesion boxes (phantoms), "2d" per-slice boxes (PHE-SICH)."""
-    kind = spec.partition(":")[0].strip().lower()
-    if kind not in ("phantom", "phe"):
-        raise ValueError(f"--data {spec!r}: boxes come from phantom:SEEDS (3D, every subtype) or phe:folds=… (2D, IPH)")
-    return "3d" if kind == "phantom" else "2d"
+    """How a dataset's boxes are matched: "3d" lesion boxes (phantoms), "2d" per slice (PHE-SICH's
+    hematoma boxes; CT-ICH's subtypes per slice)."""
+    kinds = {part.partition(":")[0].strip().lower() for part in split_specs(spec)}
+    if kinds == {"phantom"}:
+        return "3d"
+    if kinds and kinds <= {"phe", "ctich-jpg"}:
+        return "2d"
+    raise ValueError(f"--data {spec!r}: boxes come from phantom:SEEDS (3D, every subtype) or from phe:folds=… "
+                     "and ctich-jpg:folds=… (per slice), not both kinds at once")
 
 
 def labelled_boxes(spec: str):
     """What the cascade's boxes are matched to, as ich-evaluate does: 'phantom:121-150' → (CTVolume,
     its truth lesions, each with "subtype" and "bbox_ras") (paper 000's protocol); 'phe:folds=0-3' →
-    (CTVolume, its hematoma boxes per slice, (row0, col0, row1, col1))."""
-    kind, _, arg = spec.partition(":")
-    if box_protocol(spec) == "2d":
+    (CTVolume, its hematoma boxes per slice, (row0, col0, row1, col1)); 'ctich-jpg:folds=0-3' →
+    (CTVolume, its subtypes per slice, a (slices, 5) bool array)."""
+    protocol = box_protocol(spec)
+    for part in split_specs(spec):
+        kind, _, arg = part.partition(":")
+        if protocol == "3d":
+            for ph in _validation_phantoms(arg):
+                yield ph.volume, ph.lesions
+            continue
         from .real import real_scans
 
-        for _, _, volume, boxes in real_scans("phe", arg):
-            yield volume, boxes
-        return
-    for ph in _validation_phantoms(arg):
-        yield ph.volume, ph.lesions
+        for _, _, volume, truth in real_scans(kind.strip().lower(), arg):
+            yield volume, (truth if kind.strip().lower() == "phe" else volume.metadata["slice_subtypes"])
 
 
 def labelled_volumes(spec: str):
