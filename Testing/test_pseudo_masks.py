@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import shared
-from ICHTrainingLib.pseudo_masks import MIN_CLOT_PIXELS, blood_in_boxes, pixel_supervision
+from ICHTrainingLib.pseudo_masks import MIN_CLOT_PIXELS, blood_in_boxes, clots_on_grid, pixel_supervision
 
 
 def _slice_with_clot(rng, clot=True):
@@ -35,6 +35,9 @@ def test_the_clot_in_a_box_is_its_pseudo_mask_and_a_clotless_box_teaches_nothing
     supervised = pixel_supervision(record)
     assert supervised["labelled_slices"].tolist() == [True, False], "a box without its clot says nothing of pixels"
     assert np.array_equal(supervised["crop_labels"], mask)
+    # the same from a scan's per-slice boxes on its own grid (U-Net tuning on PHE-SICH)
+    clots, labelled = clots_on_grid(hu, [[(40, 45, 85, 95)], [(40, 45, 85, 95)]])
+    assert np.array_equal(clots, mask > 0) and labelled.tolist() == [True, False]
 
 
 def test_slice_labelled_scans_teach_their_bleed_free_slices_only():

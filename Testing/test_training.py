@@ -530,6 +530,29 @@ def test_unet_post_processing_tuning_scores_the_methods_own_output(records, tmp_
     nothing = [r for r in table if r["gate_threshold"] == 1.01]
     assert nothing and all(r["dice"] == 0.5 for r in nothing), "empty output: Dice 0 on the bleed, 1 on the healthy scan"
     assert {"closing_mm", "opening_mm"}.isdisjoint(best) and set(search) <= set(best)
+    # real scans' truths: PHE's clots over the slices they speak for, CT-ICH's ICH per slice
+    mask = scans[0][1]
+    bleeding = mask.any(axis=(1, 2))
+    mixed = [(scans[0][0], (mask, ~bleeding)), (scans[0][0], bleeding)]
+    best, table = tune_unet(unet, mixed, search=search, rounds=1)
+    nothing = [r for r in table if r["gate_threshold"] == 1.01]
+    assert all(r["dice"] == 0.5 for r in nothing), "bleed-free slices left empty score 1; the missed bleed slices 0"
+
+
+def test_unet_tuning_scores_each_kind_of_truth():
+    from ICHTrainingLib.tune_postprocessing import scan_score
+
+    pred = np.zeros((4, 8, 8), bool)
+    pred[1, 2:4, 2:4] = True
+    mask = np.zeros_like(pred)
+    mask[1, 2:4, 2:6] = True
+    assert abs(scan_score(pred, mask) - 2 * 4 / (4 + 8)) < 1e-6
+    labelled = np.array([True, False, True, True])
+    assert scan_score(pred, (mask, labelled)) == 1.0, "slice 1 is not labelled: nothing left to miss"
+    assert scan_score(pred, (mask, ~labelled)) == abs(scan_score(pred, mask))
+    assert scan_score(pred, np.array([False, True, False, False])) == 1.0
+    assert abs(scan_score(pred, np.array([False, True, True, False])) - 2 / 3) < 1e-6
+    assert scan_score(np.zeros_like(pred), np.zeros(4, bool)) == 1.0
 
 
 def test_tuning_save_keeps_a_model_registered_meanwhile(tmp_path):

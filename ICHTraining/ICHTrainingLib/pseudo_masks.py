@@ -51,6 +51,18 @@ def _clot(hu, inside, brain_level):
     return ndi.binary_fill_holes(regions == largest) & inside
 
 
+def clots_on_grid(hu: np.ndarray, boxes_per_slice):
+    """(clot mask, labelled slices) of a PHE-SICH scan on its own grid, from its per-slice hematoma
+    boxes (row0, col0, row1, col1): the mask speaks for the slices without a box and those whose
+    boxes hold a clot."""
+    painted = np.zeros(hu.shape, np.uint8)
+    for k, boxes in enumerate(boxes_per_slice):
+        for r0, c0, r1, c1 in boxes:
+            painted[k, r0:r1 + 1, c0:c1 + 1] = 1
+    clots = blood_in_boxes(hu, painted) > 0
+    return clots, clots.any(axis=(1, 2)) | ~painted.any(axis=(1, 2))
+
+
 def pixel_supervision(record: dict) -> dict:
     """The record as the U-Net trains on it: `crop_labels` a mask (phantom: as drawn; PHE: blood in
     its boxes; CT-ICH: empty) and `labelled_slices`, the slices whose mask is the whole truth."""

@@ -98,10 +98,16 @@ def labelled_boxes(spec: str):
 
 
 def labelled_volumes(spec: str):
-    """'phantom:121-150' or 'ctich:DIR' → iterator of (CTVolume, bleed mask on its grid), for tuning
-    steps that work on the input grid (the records above hold crops only)."""
-    kind, _, arg = spec.partition(":")
-    kind = kind.strip().lower()
+    """'phantom:121-150', 'ctich:DIR', 'phe:folds=…', 'ctich-jpg:folds=…' (several with commas) →
+    iterator of (CTVolume, truth on its grid) for tuning steps that work on the input grid (the
+    records above hold crops only). truth: a bleed mask; for PHE-SICH (the clots in its boxes, the
+    slices they speak for), as pseudo_masks.py makes them; for CT-ICH JPG its ICH per slice."""
+    for part in split_specs(spec):
+        kind, _, arg = part.partition(":")
+        yield from _labelled_volumes(kind.strip().lower(), arg, spec)
+
+
+def _labelled_volumes(kind, arg, spec):
     if kind == "phantom":
         for ph in _validation_phantoms(arg):
             yield ph.volume, ph.mask > 0
@@ -116,5 +122,12 @@ def labelled_volumes(spec: str):
             vol = read_volume(ct, validate=False)
             truth = sitk.GetArrayFromImage(sitk.ReadImage(str(mask))) > 0 if mask is not None else np.zeros(vol.shape, bool)
             yield vol, truth
+    elif kind in ("phe", "ctich-jpg"):
+        from ..pseudo_masks import clots_on_grid
+        from .real import real_scans
+
+        for _, _, vol, truth in real_scans(kind, arg):
+            yield vol, (clots_on_grid(vol.hu, truth) if kind == "phe" else vol.metadata["slice_subtypes"].any(axis=1))
     else:
-        raise ValueError(f"--data {spec!r}: labelled volumes come from phantom:SEEDS or ctich:DIR")
+        raise ValueError(f"--data {spec!r}: labelled volumes come from phantom:SEEDS, ctich:DIR, phe:folds=… or "
+                         "ctich-jpg:folds=…")
