@@ -2,9 +2,10 @@
 
 Both read validation scans (never seeds 9001–9010): the networks run once per scan, then each
 candidate setting is scored with the protocol its method is judged by — the cascade's boxes mapped
-back to the head and matched to the lesions' RAS boxes at IoU ≥ 0.4 (paper 000) or, on PHE-SICH,
-cut through each slice and matched to its hematoma boxes at 2D IoU ≥ 0.4; voxel Dice on the input
-grid for the U-Net (its closing, opening and minimum size are in mm and mL of the input).
+back to the head and matched to the lesions' RAS boxes at IoU ≥ 0.4 (paper 000) or, on real scans,
+cut through each slice (PHE-SICH's hematoma boxes at 2D IoU ≥ 0.4, CT-ICH's subtypes per slice);
+for the U-Net, voxel Dice on the input grid (its closing, opening and minimum size are in mm and mL
+of the input), on real scans against the clots in PHE's boxes and CT-ICH's ICH slices (scan_score).
 """
 import numpy as np
 
