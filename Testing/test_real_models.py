@@ -77,7 +77,8 @@ def test_default_unet_with_its_real_gate_ranks_held_out_slices(held_out_ctich):
 
 def test_default_cascade_boxes_meet_held_out_hematoma_boxes(held_out_phe):
     """The real-trained cascade's 3D boxes, cut through each slice, match PHE's hematoma boxes at 2D
-    IoU ≥ 0.4 (paper 000's rule per slice); the phantom cascade's F1 on these scans is 0.22, this one's 0.40."""
+    IoU ≥ 0.4 (paper 000's rule per slice); on these scans the phantom cascade's F1 is 0.22, the real
+    cascade's with untuned fusion 0.40, with its fusion tuned on folds 0–3 0.65."""
     from ICHLocalizationLib.models import Catalogue
     from ICHLocalizationLib.pipeline import Pipeline
     from ICHTrainingLib.evaluate import predicted_boxes_2d
@@ -90,7 +91,7 @@ def test_default_cascade_boxes_meet_held_out_hematoma_boxes(held_out_phe):
         for truth, predicted in zip(boxes, predicted_boxes_2d(pipeline.run(volume))):
             a, b, c = match_counts_2d(predicted["cascade"], truth)
             tp, fp, fn = tp + a, fp + b, fn + c
-    assert rates(tp, fp, fn)["dice"] >= 0.35, (tp, fp, fn)
+    assert rates(tp, fp, fn)["dice"] >= 0.55, (tp, fp, fn)
 
 
 def test_default_unet_outlines_held_out_hematomas_with_few_false_lesions(held_out_phe):

@@ -76,11 +76,15 @@ wait $lane_a $lane_b
   --data ctich-jpg:folds=0-3,phe:folds=0-3,phantom:1-40 --epochs 6 --lr 3e-4 --out runs/cascade-real-f4 \
   --workers 2 > runs/cascade-real-f4.log 2>&1 &&
 "$BIN/python" scripts/register_run.py runs/cascade-real-f4 cascade-real.pt &&
-"$BIN/ich-evaluate" --data ctich-jpg:folds=4 --methods cascade --out runs/eval-cascade-real-ctich4 &&
-"$BIN/ich-evaluate" --data phe:folds=4 --methods cascade --out runs/eval-cascade-real-phe4
+# its fusion tuned on the same folds: PHE's boxes per slice and CT-ICH's subtypes per slice (one ascent pass)
+"$BIN/ich-tune" --method cascade --data ctich-jpg:folds=0-3,phe:folds=0-3 --rounds 1 --save > runs/tune-cascade-real.log 2>&1 &&
+"$BIN/ich-evaluate" --data ctich-jpg:folds=4 --methods cascade --out runs/eval-casc-realtuned-ctich4 &&
+"$BIN/ich-evaluate" --data phe:folds=4 --methods cascade --out runs/eval-casc-realtuned-phe4 &&
+"$BIN/python" scripts/held_out_metrics.py cascade-real+phantom "fold 4 of ctich-jpg and phe (never trained or tuned on)" \
+  ctich-jpg::runs/eval-casc-realtuned-ctich4/report.json phe::runs/eval-casc-realtuned-phe4/report.json
 "$BIN/python" scripts/model_card.py "mil-maxpool-real, held-out fold::runs/eval-mil-real-phe4/report.json" \
-  "cascade-real+phantom, held-out fold::runs/eval-cascade-real-phe4/report.json" \
-  "cascade-real+phantom, held-out fold::runs/eval-cascade-real-ctich4/report.json" \
+  "cascade-real+phantom, held-out fold::runs/eval-casc-realtuned-phe4/report.json" \
+  "cascade-real+phantom, held-out fold::runs/eval-casc-realtuned-ctich4/report.json" \
   "mil-maxpool-real, held-out fold::runs/eval-mil-real-ctich4/report.json" \
   "unet-gate-real+phantom, held-out fold::runs/eval-unet-gate-phe4/report.json" \
   "unet-gate-real+phantom, held-out fold::runs/eval-unet-gate-ctich4/report.json" \
