@@ -95,9 +95,9 @@ def test_default_cascade_boxes_meet_held_out_hematoma_boxes(held_out_phe):
 
 
 def test_default_unet_outlines_held_out_hematomas_with_few_false_lesions(held_out_phe):
-    """The U-Net that learned from the clots in PHE's boxes (folds 0–3): on held-out scans its lesions'
-    centres lie in the hematoma boxes (paper 001's point-in-box rule) with a quarter of the false
-    lesions of the phantom U-Net under the same real gate (Dice 0.59 against 0.30; 20 false against 74)."""
+    """The U-Net that learned from the clots in PHE's boxes, its post-processing tuned on folds 0–3: on
+    held-out scans its lesions' centres lie in the hematoma boxes (paper 001's point-in-box rule) with
+    few false lesions (Dice 0.83, 3 false; the phantom U-Net under the same real gate: 0.30, 74 false)."""
     from ICHLocalizationLib.models import Catalogue
     from ICHLocalizationLib.pipeline import Pipeline
     from ICHTrainingLib.evaluate import predicted_boxes_2d
@@ -111,4 +111,4 @@ def test_default_unet_outlines_held_out_hematomas_with_few_false_lesions(held_ou
             centres = [((r0 + r1) / 2, (c0 + c1) / 2) for r0, c0, r1, c1 in predicted["unet"]]
             a, b, c = point_in_box_counts(centres, [(r0, r1, c0, c1) for r0, c0, r1, c1 in truth])
             tp, fp, fn = tp + a, fp + b, fn + c
-    assert rates(tp, fp, fn)["dice"] >= 0.5 and rates(tp, fp, fn)["se"] >= 0.8, (tp, fp, fn)
+    assert rates(tp, fp, fn)["dice"] >= 0.7 and rates(tp, fp, fn)["se"] >= 0.75, (tp, fp, fn)

@@ -66,10 +66,12 @@ wait $lane_a $lane_b
   --context-mm 5 --lr 3e-4 --epochs 10 --data ctich-jpg:folds=0-3,phe:folds=0-3,phantom:1-40 --out runs/unet-real-f4 \
   --workers 1 > runs/unet-real-f4.log 2>&1 &&
 "$BIN/python" scripts/register_run.py runs/unet-real-f4 unet-real.pt &&
-"$BIN/ich-evaluate" --data ctich-jpg:folds=4 --methods unet --out runs/eval-unet-real-ctich4 &&
-"$BIN/ich-evaluate" --data phe:folds=4 --methods unet --out runs/eval-unet-real-phe4 &&
-"$BIN/python" scripts/held_out_metrics.py unet-real+phantom "fold 4 of ctich-jpg and phe (never trained on)" \
-  ctich-jpg::runs/eval-unet-real-ctich4/report.json phe::runs/eval-unet-real-phe4/report.json
+# its gate and post-processing tuned on the same folds (PHE: Dice to the clots; CT-ICH: its ICH slices)
+"$BIN/ich-tune" --method unet --data phe:folds=0-3,ctich-jpg:folds=0-3 --save > runs/tune-unet-real.log 2>&1 &&
+"$BIN/ich-evaluate" --data ctich-jpg:folds=4 --methods unet --out runs/eval-unet-tuned-ctich4 &&
+"$BIN/ich-evaluate" --data phe:folds=4 --methods unet --out runs/eval-unet-tuned-phe4 &&
+"$BIN/python" scripts/held_out_metrics.py unet-real+phantom "fold 4 of ctich-jpg and phe (never trained or tuned on)" \
+  ctich-jpg::runs/eval-unet-tuned-ctich4/report.json phe::runs/eval-unet-tuned-phe4/report.json
 # the cascade from the same folds (CT-ICH's slice subtypes teach its axial nets, PHE's boxes all three planes)
 # and phantoms 1-40 (every subtype, every plane), from the phantom cascade
 "$BIN/ich-train" cascade --init ICHLocalization/Resources/Models/cascade.pt \
@@ -88,7 +90,7 @@ wait $lane_a $lane_b
   "mil-maxpool-real, held-out fold::runs/eval-mil-real-ctich4/report.json" \
   "unet-gate-real+phantom, held-out fold::runs/eval-unet-gate-phe4/report.json" \
   "unet-gate-real+phantom, held-out fold::runs/eval-unet-gate-ctich4/report.json" \
-  "unet-real+phantom, held-out fold::runs/eval-unet-real-phe4/report.json" \
-  "unet-real+phantom, held-out fold::runs/eval-unet-real-ctich4/report.json" \
+  "unet-real+phantom, held-out fold::runs/eval-unet-tuned-phe4/report.json" \
+  "unet-real+phantom, held-out fold::runs/eval-unet-tuned-ctich4/report.json" \
   "phantom-trained cascade, MIL (phantom) and U-Net, out of sample::runs/eval-phantom-models-ctich-jpg/report.json" \
   "phantom-trained cascade, MIL (phantom) and U-Net, out of sample::runs/eval-phantom-models-phe/report.json"
