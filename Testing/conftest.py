@@ -34,6 +34,15 @@ def sample_phantom():
 
 
 @pytest.fixture(scope="session")
+def phe_fold0_records(tmp_path_factory):
+    """The training records of PHE-SICH's fold 0 (14 scans), built once into a fresh cache."""
+    shared("phe-sich")
+    from ICHTrainingLib.datasets import load_dataset_records
+
+    return load_dataset_records("phe:folds=0", cache=tmp_path_factory.mktemp("real-cache"))
+
+
+@pytest.fixture(scope="session")
 def untrained_models(tmp_path_factory):
     """A catalogue of randomly initialised networks: exercises every code path without the bundled weights."""
     import torch

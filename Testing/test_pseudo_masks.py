@@ -3,7 +3,6 @@ known to be bleed-free, nothing on the other slices."""
 import numpy as np
 import pytest
 
-from conftest import shared
 from ICHTrainingLib.pseudo_masks import MIN_CLOT_PIXELS, blood_in_boxes, clots_on_grid, pixel_supervision
 
 
@@ -55,14 +54,11 @@ def test_slice_labelled_scans_teach_their_bleed_free_slices_only():
         pixel_supervision(dict(record, truth="points"))
 
 
-def test_phe_clots_lie_in_their_boxes_and_are_denser_than_brain(tmp_path):
+def test_phe_clots_lie_in_their_boxes_and_are_denser_than_brain(phe_fold0_records):
     """On the real PHE-SICH scans of fold 0: every clot inside its box, most box slices get one, and
     the clot is at least 10 HU denser than the rest of its box."""
-    shared("phe-sich")
-    from ICHTrainingLib.datasets import load_dataset_records
-
     box_slices = clot_slices = 0
-    for record in load_dataset_records("phe:folds=0", cache=tmp_path):
+    for record in phe_fold0_records:
         boxes, hu = record["crop_labels"], record["crop_hu"].astype(np.float32)
         clots = pixel_supervision(record)["crop_labels"]
         assert not clots[boxes == 0].any()

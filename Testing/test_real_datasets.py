@@ -83,11 +83,8 @@ def test_phe_is_turned_anterior_up_and_its_boxes_hold_the_hematoma():
         assert rows[-1] - rows[0] > cols[-1] - cols[0], "anterior up: the brain is longer than wide"
 
 
-def test_real_records_keep_slice_labels_and_never_claim_pixel_truth(tmp_path):
-    shared("phe-sich")
-    from ICHTrainingLib.datasets import load_dataset_records
-
-    records = load_dataset_records("phe:folds=0", cache=tmp_path)
+def test_real_records_keep_slice_labels_and_never_claim_pixel_truth(phe_fold0_records):
+    records = phe_fold0_records
     assert len(records) == 14 and all(r["truth"] == "boxes" and r["fold"] == 0 for r in records)
     r = records[0]
     assert r["crop_hu"].shape[1:] == (256, 256)
