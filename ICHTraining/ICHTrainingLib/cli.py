@@ -143,7 +143,8 @@ def tune_main(argv=None):
                                  "thresholds, morphology and minimum lesion size.")
     ap.add_argument("--method", choices=("mil", "cascade", "unet"), default="mil")
     ap.add_argument("--data", default="phantom:121-150",
-                    help="validation scans (never seeds 9001-9010); the cascade also tunes on phe:folds=… (2D boxes)")
+                    help="validation scans (never seeds 9001-9010); cascade and U-Net also tune on real folds, "
+                         "e.g. phe:folds=0-3,ctich-jpg:folds=0-3")
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--models", help="catalogue folder")
     ap.add_argument("--model", help="model id (default: the method's default)")

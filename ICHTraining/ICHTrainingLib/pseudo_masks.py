@@ -51,16 +51,26 @@ def _clot(hu, inside, brain_level):
     return ndi.binary_fill_holes(regions == largest) & inside
 
 
-def clots_on_grid(hu: np.ndarray, boxes_per_slice):
-    """(clot mask, labelled slices) of a PHE-SICH scan on its own grid, from its per-slice hematoma
-    boxes (row0, col0, row1, col1): the mask speaks for the slices without a box and those whose
-    boxes hold a clot."""
-    painted = np.zeros(hu.shape, np.uint8)
+def paint_boxes(shape, boxes_per_slice, label: int = 1) -> np.ndarray:
+    """A (k, j, i) label map with each slice's boxes (row0, col0, row1, col1, inclusive) painted."""
+    painted = np.zeros(shape, np.uint8)
     for k, boxes in enumerate(boxes_per_slice):
         for r0, c0, r1, c1 in boxes:
-            painted[k, r0:r1 + 1, c0:c1 + 1] = 1
-    clots = blood_in_boxes(hu, painted) > 0
-    return clots, clots.any(axis=(1, 2)) | ~painted.any(axis=(1, 2))
+            painted[k, r0:r1 + 1, c0:c1 + 1] = label
+    return painted
+
+
+def clots(hu: np.ndarray, boxes: np.ndarray):
+    """(clot label map, labelled slices) of painted boxes: the clot map speaks for the slices without
+    a box and those whose boxes hold a clot (a box without one, a faint rim slice, says nothing)."""
+    labels = blood_in_boxes(hu, boxes)
+    return labels, labels.any(axis=(1, 2)) | ~boxes.any(axis=(1, 2))
+
+
+def clots_on_grid(hu: np.ndarray, boxes_per_slice):
+    """(clot mask, labelled slices) of a PHE-SICH scan on its own grid, from its per-slice hematoma boxes."""
+    labels, labelled = clots(hu, paint_boxes(hu.shape, boxes_per_slice))
+    return labels > 0, labelled
 
 
 def pixel_supervision(record: dict) -> dict:
@@ -69,11 +79,9 @@ def pixel_supervision(record: dict) -> dict:
     truth = record.get("truth", "mask")
     if truth == "mask":
         return {**record, "labelled_slices": np.ones(len(record["slice_subtypes"]), bool)}
-    if truth == "boxes":  # a box without a dense clot in it (a faint rim slice) says nothing of its pixels
-        boxes = record["crop_labels"]
-        labels = blood_in_boxes(record["crop_hu"].astype(np.float32), boxes)
-        return {**record, "crop_labels": labels,
-                "labelled_slices": labels.any(axis=(1, 2)) | ~boxes.any(axis=(1, 2))}
+    if truth == "boxes":
+        labels, labelled = clots(record["crop_hu"].astype(np.float32), record["crop_labels"])
+        return {**record, "crop_labels": labels, "labelled_slices": labelled}
     if truth == "slices":
         return {**record, "crop_labels": np.zeros_like(record["crop_labels"]),
                 "labelled_slices": ~np.asarray(record["slice_subtypes"]).any(axis=1)}

@@ -7,6 +7,8 @@ cut through each slice (PHE-SICH's hematoma boxes at 2D IoU ≥ 0.4, CT-ICH's su
 for the U-Net, voxel Dice on the input grid (its closing, opening and minimum size are in mm and mL
 of the input), on real scans against the clots in PHE's boxes and CT-ICH's ICH slices (scan_score).
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from ICHLocalizationLib.findings import SUBTYPES
@@ -47,14 +49,14 @@ def tune_cascade(entry: ModelEntry, scans, rounds: int = 3, protocol: str = "3d"
     if protocol not in ("3d", "2d"):
         raise ValueError(f"protocol {protocol!r}: '3d' (lesion boxes) or '2d' (per-slice truth)")
     method = ThreePlaneCascade(entry, load_state(entry), "cpu")
-    raw = [_unfused(method, volume) + (truth,) for volume, truth in scans]
+    raw = [_unfused(method, volume, truth) for volume, truth in scans]
     count = _counts_3d if protocol == "3d" else _counts_2d
-    per_slice_subtypes = any(isinstance(r[-1], np.ndarray) for r in raw)
+    per_slice_subtypes = any(isinstance(r.truth, np.ndarray) for r in raw)
 
     def score(fused_scans, thresholds, gap=0):
         totals = np.zeros(4, int)
-        for (volume, grid, m, align, _, truth), fused in zip(raw, fused_scans):
-            totals += count(method.boxes(fused, grid, m, align, thresholds, gap), volume, truth)
+        for r, fused in zip(raw, fused_scans):
+            totals += count(method.boxes(fused, r.grid, r.matrix, r.alignment, thresholds, gap), r.volume, r.truth)
         tp, fp, fn, right = totals
         return {**{k: v for k, v in rates(tp, fp, fn).items() if k != "dice"}, "f1": rates(tp, fp, fn)["dice"],
                 "subtype_acc": right / max(1, tp)}
@@ -78,13 +80,22 @@ def tune_cascade(entry: ModelEntry, scans, rounds: int = 3, protocol: str = "3d"
     return {**best, **top, "thresholds": per, "gap": gap, "protocol": protocol}, results
 
 
-def _unfused(method, volume):
-    """(volume, cascade grid, its matrix, alignment, {plane: unfused probabilities}) of one scan."""
+class _Unfused(NamedTuple):
+    """One validation scan as the fusion tuning reads it: the networks' unfused probabilities per plane."""
+    volume: object
+    grid: np.ndarray
+    matrix: np.ndarray
+    alignment: object
+    probs: dict
+    truth: object
+
+
+def _unfused(method, volume, truth):
     scan = PreparedScan(volume)
     grid, m = scan.cascade_grid()
     probs = {p: method.plane_probabilities(plane_slices(grid, p), p, kernel=[1.0], stage1_threshold=0.0)
              for p in PLANES}
-    return volume, grid, m, scan.alignment, probs
+    return _Unfused(volume, grid, m, scan.alignment, probs, truth)
 
 
 def _grid_search(raw, score):
@@ -92,7 +103,7 @@ def _grid_search(raw, score):
     results, fused_by = [], {}
     for stage1 in STAGE1_THRESHOLDS:
         for kernel in FUSION_KERNELS:
-            fused_by[stage1, tuple(kernel)] = [{p: fuse_columns(stage1_gated(v, stage1), kernel) for p, v in r[4].items()}
+            fused_by[stage1, tuple(kernel)] = [{p: fuse_columns(stage1_gated(v, stage1), kernel) for p, v in r.probs.items()}
                                                for r in raw]
             for thr in FUSION_THRESHOLDS:
                 results.append({"stage1_threshold": stage1, "kernel": kernel, "threshold": thr,

@@ -55,9 +55,9 @@ def records(kind: str, arg: str, cache="cache"):
 
     Slice labels only: `crop_labels` holds PHE's hematoma boxes (for the MIL's peak-in-box check),
     nothing for CT-ICH; `truth` tells the trainers which ("boxes", "slices"; a phantom's is a blood
-    mask, "mask", the default). The
-    cascade grid comes with what is known on it: PHE's boxes as `casc_labels` (slice labels in all
-    three planes), CT-ICH's per-slice subtypes as `casc_axial_subtypes` (axial slices only)."""
+    mask, "mask", the default). The cascade grid comes with what is known on it: PHE's boxes as
+    `casc_labels` (slice labels in all three planes), CT-ICH's per-slice subtypes as
+    `casc_axial_subtypes` (axial slices only)."""
     import numpy as np
 
     folder = Path(cache) / "real"
@@ -78,15 +78,10 @@ def records(kind: str, arg: str, cache="cache"):
 def _record(kind, patient, volume, truth):
     """The trainers' record (phantom.scan_record, the same preprocessing): PHE's boxes painted as IPH
     label maps; CT-ICH's subtypes per slice only."""
-    import numpy as np
-
+    from ..pseudo_masks import paint_boxes
     from .phantom import scan_record
 
     subtypes = volume.metadata["slice_subtypes"]
     if kind != "phe":
         return scan_record(volume, None, patient, subtypes)
-    labels = np.zeros(volume.shape, np.uint8)
-    for k, boxes in enumerate(truth):
-        for r0, c0, r1, c1 in boxes:
-            labels[k, r0:r1 + 1, c0:c1 + 1] = 1  # IPH
-    return scan_record(volume, labels, patient, subtypes)
+    return scan_record(volume, paint_boxes(volume.shape, truth, label=1), patient, subtypes)  # 1: IPH
