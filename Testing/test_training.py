@@ -601,3 +601,40 @@ def test_fit_keeps_the_best_validation_epoch(tmp_path):
     history = fit(model, cfg, batches, lambda m, x, y: ((m(x) - y) ** 2).mean(), validate, name="toy", select="val_auc")
     assert [bool(e.get("kept")) for e in history] == [False, True, False]
     assert torch.equal(model.weight, snapshots[1]) and not torch.equal(model.weight, snapshots[2])
+
+
+def test_registering_an_all_fold_retraining_keeps_the_out_of_fold_tuning(tmp_path):
+    """scripts/register_run.py --keep-tuning: the new weights replace the entry of the same id, with that
+    entry's tuned post-processing and held-out figures (marked as measured on the replaced weights)."""
+    import importlib.util
+
+    from ICHLocalizationLib.models import ModelEntry, file_sha256
+
+    spec = importlib.util.spec_from_file_location("register_run", Path(__file__).parents[1] / "scripts" / "register_run.py")
+    register_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(register_run)
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "mil-real.pt").write_bytes(b"folds 0-3")
+    tuned = {"detector": {"h": 0.45, "T": 0.05, "d": 24, "sigma": 5.2}}
+    old = ModelEntry("mil-maxpool-real", "mil", "1", {"weights": {"file": "mil-real.pt", "sha256": "ab" * 32}},
+                     params=tuned, training={"data": ["phe:folds=0-3"]},
+                     metrics={"tuning": {"dice": 0.96}, "held_out": {"data": "fold 4", "phe": {"Dice": 0.84}}})
+    Catalogue([old], tmp_path / "cat").save()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "mil-maxpool.pt").write_bytes(b"folds 0-4")
+    untuned = {"id": "mil-maxpool-real", "method": "mil", "version": "2", "training": {"data": ["phe:folds=0-4"]},
+               "files": {"weights": {"file": "mil-maxpool.pt", "sha256": "x"}},
+               "params": {"detector": {"h": 0.005, "T": 0.3, "d": 11, "sigma": 2.0}, "mirror": "lr+ap"},
+               "metrics": {"validation": {"val_auc": 0.9}}}
+    (run / "entry.json").write_text(json.dumps(untuned))
+    register_run.main([str(run), "mil-real.pt", "--models", str(tmp_path / "cat"), "--keep-tuning"])
+    (got,) = Catalogue.load(tmp_path / "cat").entries
+    assert got.files["weights"]["sha256"] == file_sha256(tmp_path / "cat" / "mil-real.pt")
+    assert (tmp_path / "cat" / "mil-real.pt").read_bytes() == b"folds 0-4" and got.default
+    assert got.params == {**tuned, "mirror": "lr+ap"} and got.metrics["validation"] == {"val_auc": 0.9}
+    assert got.metrics["held_out"]["phe"] == {"Dice": 0.84} and "abababababab" in got.metrics["held_out"]["weights"]
+    untuned["id"] = "mil-maxpool-new"
+    (run / "entry.json").write_text(json.dumps(untuned))
+    with pytest.raises(SystemExit, match="no mil-maxpool-new entry"):
+        register_run.main([str(run), "mil-new.pt", "--models", str(tmp_path / "cat"), "--keep-tuning"])
