@@ -83,6 +83,21 @@ def test_phe_is_turned_anterior_up_and_its_boxes_hold_the_hematoma():
         assert rows[-1] - rows[0] > cols[-1] - cols[0], "anterior up: the brain is longer than wide"
 
 
+
+def test_phe_edema_masks_turn_with_their_slices_and_lie_in_the_boxes():
+    """read_edema's masks share read_scan's grid and orientation: on patient 0001 the edema of a
+    slice with a box lies inside that box (the boxes enclose hematoma and edema)."""
+    from ICHTrainingLib.datasets import phe
+    from ICHTrainingLib.pseudo_masks import paint_boxes
+
+    folder = shared("phe-sich")
+    volume, boxes = phe.read_scan(folder, "0001")
+    edema = phe.read_edema(folder, "0001")
+    assert edema.shape == volume.hu.shape and edema.dtype == bool
+    inside = paint_boxes(edema.shape, boxes) > 0
+    boxed = inside.any(axis=(1, 2))
+    assert edema[boxed].sum() > 1000 and (edema & inside)[boxed].sum() / edema[boxed].sum() > 0.95
+
 def test_real_records_keep_slice_labels_and_never_claim_pixel_truth(phe_fold0_records):
     records = phe_fold0_records
     assert len(records) == 14 and all(r["truth"] == "boxes" and r["fold"] == 0 for r in records)

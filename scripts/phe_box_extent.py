@@ -11,30 +11,16 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ICHTrainingLib.datasets import phe
 from ICHTrainingLib.datasets.real import FOLDERS, default_data_root
+from ICHTrainingLib.metrics import box_iou_2d
 from ICHTrainingLib.pseudo_masks import clots_on_grid
-
-
-def box_iou(a, b):
-    """IoU of two (row0, col0, row1, col1) inclusive boxes."""
-    rows = max(0, min(a[2], b[2]) - max(a[0], b[0]) + 1)
-    cols = max(0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
-    area = lambda q: (q[2] - q[0] + 1) * (q[3] - q[1] + 1)  # noqa: E731
-    return rows * cols / (area(a) + area(b) - rows * cols)
 
 
 def bounding_box(mask):
     rows, cols = np.nonzero(mask)
     return (rows.min(), cols.min(), rows.max(), cols.max()) if rows.size else None
-
-
-def edema_masks(folder: Path, patient: str):
-    """The dataset's perihematomal edema masks, anterior up like read_scan's slices."""
-    pngs = sorted((folder / patient / "masks").glob("*.png"), key=lambda p: int(p.stem))
-    return np.stack([np.rot90(np.asarray(Image.open(p).convert("L")) > 0, k=-1) for p in pngs])
 
 
 def box_rows(folder: Path):
@@ -43,15 +29,15 @@ def box_rows(folder: Path):
     for patient in phe.patients(folder):
         volume, per_slice = phe.read_scan(folder, patient, boxes)
         clot, _ = clots_on_grid(volume.hu.astype(np.float32), per_slice)
-        edema = edema_masks(folder, patient)
+        edema = phe.read_edema(folder, patient)
         for k, slice_boxes in enumerate(per_slice):
             for box in slice_boxes:
                 inside = np.zeros(clot.shape[1:], bool)
                 inside[box[0]:box[2] + 1, box[1]:box[3] + 1] = True
                 clot_box = bounding_box(clot[k] & inside)
                 union_box = bounding_box((clot[k] | edema[k]) & inside)
-                yield (box_iou(clot_box, box) if clot_box else np.nan,
-                       box_iou(union_box, box) if union_box and edema[k][inside].any() else np.nan,
+                yield (box_iou_2d(clot_box, box) if clot_box else np.nan,
+                       box_iou_2d(union_box, box) if union_box and edema[k][inside].any() else np.nan,
                        min(union_box[0] - box[0], union_box[1] - box[1], box[2] - union_box[2],
                            box[3] - union_box[3]) if union_box else np.nan)
 

@@ -1,7 +1,8 @@
 """PHE-SICH-CT-IDS (Computers in Biology and Medicine 2024): 70 spontaneous intracerebral (IPH)
 hemorrhage scans, `PPPP/images/SS.png` (SS = 00 lowest), 512×512 8-bit in the brain window L40/W80,
 stored rotated with anterior at the image's left; hematoma boxes per slice in `boxes.csv` (pixels of
-the stored image). The dataset's masks are perihematomal edema, not blood, and are not read.
+the stored image). The dataset's masks are perihematomal edema, not blood: read only to study what
+the boxes enclose (`read_edema`, scripts/phe_box_extent.py), never trained on.
 
 Each slice is turned anterior-up (`numpy.rot90(k=-1)`; left-right is not known, radiological view
 assumed) and de-windowed (below the window: air, above it: bone), so the head and skull are found as
@@ -43,15 +44,29 @@ def rotate_box(xmin, ymin, xmax, ymax, size=SIZE):
 
 def read_scan(folder, patient: str, boxes=None):
     """(CTVolume in HU, per-slice boxes [(row0, col0, row1, col1)], anterior up)."""
-    from PIL import Image
-
     from ICHLocalizationLib.findings import SUBTYPES
 
     folder = Path(folder)
     boxes = read_boxes(folder) if boxes is None else boxes
-    pngs = sorted((folder / patient / "images").glob("*.png"), key=lambda p: int(p.stem))
-    grey = np.stack([np.rot90(np.asarray(Image.open(p).convert("L"), np.float32), k=-1) for p in pngs])
+    pngs = _slice_pngs(folder / patient / "images")
+    grey = _anterior_up(pngs)
     volume = CTVolume.from_lps(dewindow(grey, WINDOW), (PIXEL_MM, PIXEL_MM, SLICE_MM), np.zeros(3), name=f"phe-{patient}")
     per_slice = [boxes.get((patient, int(p.stem)), []) for p in pngs]
     volume.metadata["slice_subtypes"] = np.array([[bool(b) and s == "IPH" for s in SUBTYPES] for b in per_slice], bool)
     return volume, per_slice
+
+
+def read_edema(folder, patient: str) -> np.ndarray:
+    """(k, j, i) bool: the dataset's perihematomal edema masks, anterior up like read_scan's slices."""
+    return _anterior_up(_slice_pngs(Path(folder) / patient / "masks")) > 0
+
+
+def _slice_pngs(directory: Path):
+    return sorted(directory.glob("*.png"), key=lambda p: int(p.stem))
+
+
+def _anterior_up(pngs) -> np.ndarray:
+    """The stored 8-bit slices as one float32 stack, each turned anterior-up (rot90, k=-1)."""
+    from PIL import Image
+
+    return np.stack([np.rot90(np.asarray(Image.open(p).convert("L"), np.float32), k=-1) for p in pngs])
