@@ -539,6 +539,24 @@ def test_unet_post_processing_tuning_scores_the_methods_own_output(records, tmp_
     assert all(r["dice"] == 0.5 for r in nothing), "bleed-free slices left empty score 1; the missed bleed slices 0"
 
 
+def test_unet_tuning_weighs_each_dataset_alike(records, tmp_path):
+    """Three scans of one dataset and one of another: the tuning score is the mean of the two
+    datasets' means, not of the four scans."""
+    from ICHLocalizationLib.phantom import generate
+    from ICHTrainingLib.tune_postprocessing import tune_unet
+
+    unet = run_training(records, TrainConfig(method="unet", out=str(tmp_path / "u"), epochs=1, batch_size=4, max_batches=1))
+    bleed, healthy = generate(505, subtypes=["IPH"], size=192, slices=16), generate(506, subtypes=[], size=192, slices=16)
+    scans = []
+    for name, ph in (("a", bleed), ("a", bleed), ("a", bleed), ("b", healthy)):
+        volume = replace(ph.volume, metadata={**ph.volume.metadata, "dataset": name})
+        scans.append((volume, ph.mask > 0))
+    # a gate of 1.01 keeps no slice: Dice 0 on each bleed of "a", 1 on the healthy scan of "b"
+    best, table = tune_unet(unet, scans, search={"gate_threshold": (1.01,), "threshold": (0.5,)}, rounds=1)
+    assert best["dice"] == 0.5 and best["dice a"] == 0.0 and best["dice b"] == 1.0
+    assert table[0]["dice"] == 0.5, "per scan it would read 0.25"
+
+
 def test_unet_tuning_scores_each_kind_of_truth():
     from ICHTrainingLib.tune_postprocessing import scan_score
 

@@ -100,11 +100,14 @@ def labelled_boxes(spec: str):
 def labelled_volumes(spec: str):
     """'phantom:121-150', 'ctich:DIR', 'phe:folds=…', 'ctich-jpg:folds=…' (several with commas) →
     iterator of (CTVolume, truth on its grid) for tuning steps that work on the input grid (the
-    records above hold crops only). truth: a bleed mask; for PHE-SICH (the clots in its boxes, the
-    slices they speak for), as pseudo_masks.py makes them; for CT-ICH JPG its ICH per slice."""
+    records above hold crops only), each volume's metadata["dataset"] naming its kind. truth: a bleed
+    mask; for PHE-SICH (the clots in its boxes, the slices they speak for), as pseudo_masks.py makes
+    them; for CT-ICH JPG its ICH per slice."""
     for part in split_specs(spec):
         kind, _, arg = part.partition(":")
-        yield from _labelled_volumes(kind.strip().lower(), arg, spec)
+        for volume, truth in _labelled_volumes(kind.strip().lower(), arg, spec):
+            volume.metadata["dataset"] = kind.strip().lower()
+            yield volume, truth
 
 
 def _labelled_volumes(kind, arg, spec):
