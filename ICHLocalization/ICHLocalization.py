@@ -226,6 +226,10 @@ class ICHLocalizationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = self.logic.lastSummary
         if self.logic.lastDicomFiles:
             self.ui.statusLabel.text += "\n" + self.logic.importDicomOutput()
+        if self.logic.lastDicomError:
+            self.ui.statusLabel.text += "\nNo DICOM output: " + self.logic.lastDicomError
+            slicer.util.warningDisplay(f"The findings are in the scene, but the DICOM output failed: "
+                                       f"{self.logic.lastDicomError}")
 
     @staticmethod
     def dicomOutputDir(volumeNode):
@@ -246,6 +250,7 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
         self.lastSummary = ""
         self.mainThreadSeconds = 0.0  # of the last process(): what the application could not respond during
         self.lastDicomFiles = {}  # of the last process() with dicomOutputDir: {"segmentation"|"report": path}
+        self.lastDicomError = None  # or why that process() wrote no DICOM output (its nodes were still made)
 
     def getParameterNode(self):
         return ICHLocalizationParameterNode(super().getParameterNode())
@@ -316,14 +321,15 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
         `finished(nodes, error)` are called on the main thread, and None is returned.
 
         With `dicomOutputDir`, a volume loaded from the DICOM database also gets segmentation.dcm
-        (DICOM SEG) and report.dcm (TID 1500 SR) written there (`self.lastDicomFiles`)."""
+        (DICOM SEG) and report.dcm (TID 1500 SR) written there (`self.lastDicomFiles`); if they cannot
+        be written, the nodes are still made and `self.lastDicomError` says why."""
         from ICHLocalizationLib import mrml
 
         if self.isRunning:
             raise RuntimeError("ICH Localization is already running; cancel it or wait for it to finish")
         started = time.perf_counter()
         volume = mrml.volume_from_node(volumeNode, check_source=False)  # a copy: the thread never reads the node
-        self.lastDicomFiles = {}
+        self.lastDicomFiles, self.lastDicomError = {}, None
         if dicomOutputDir:
             volume.metadata["dicom_files"] = self._dicomSources(volumeNode)
         job = {"volume": volume, "source": mrml.source_file(volumeNode), "dicomOutputDir": dicomOutputDir,
@@ -356,13 +362,21 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
             job["results"] = pipeline.run(job["volume"], progress=lambda f, l: job.__setitem__("progress", (f, l)),
                                           cancelled=lambda: self._cancel)
             if job["dicomOutputDir"]:
-                from ICHLocalizationLib.dicom_export import write_dicom
-
-                folder = Path(job["dicomOutputDir"])
-                folder.mkdir(parents=True, exist_ok=True)
-                self.lastDicomFiles = write_dicom(job["results"], folder)
+                self._writeDicom(job["results"], Path(job["dicomOutputDir"]))
         except Exception as exc:  # noqa: BLE001 - reported on the main thread
             job["error"] = exc
+
+    def _writeDicom(self, results, folder):
+        """The SEG and SR into folder; a failure is kept in `lastDicomError`, not raised, so that the
+        findings still reach the scene."""
+        from ICHLocalizationLib.dicom_export import write_dicom
+
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.lastDicomFiles = write_dicom(results, folder)
+        except Exception as exc:  # noqa: BLE001 - shown beside the findings
+            self.lastDicomError = f"{type(exc).__name__}: {exc}"
+            logging.warning(f"ICH Localization: DICOM output failed ({self.lastDicomError}); the findings are in the scene")
 
     def _createNodes(self, job, volumeNode):
         from ICHLocalizationLib import mrml

@@ -452,12 +452,18 @@ class _Unused:
     """A Qt class that our modules never instantiate but Slicer's code names (in type tuples)."""
 
 
+class QMessageBox(_Unused):
+    """The buttons and icons slicer.util's message displays name; testing mode only logs the text."""
+    Ok, Cancel, Information, Warning, Critical, Question = 0x400, 0x400000, 1, 2, 3, 4
+
+
 class _ModuleManager(QObject):
     SIGNALS = ("moduleAboutToBeUnloaded",)
 
 
 class _App(QObject):
     SIGNALS = ("startupCompleted",)
+    applicationName = "Slicer"
 
     def moduleManager(self):
         return _ModuleManager()
@@ -504,7 +510,7 @@ def start():
         "QDesktopServices", "QUrl", "QEvent", "QEventLoop", "QDialog")}
     _module("qt", QObject=QObject, QWidget=QWidget, QCheckBox=QCheckBox, QPushButton=QPushButton, QSpinBox=QSpinBox,
             QDoubleSpinBox=QDoubleSpinBox, QComboBox=QComboBox, QLineEdit=QLineEdit, QLabel=QLabel,
-            QProgressBar=QProgressBar, QTimer=QTimer, QSettings=QSettings, QIcon=QIcon, QFile=QFile, QUiLoader=QUiLoader,
+            QProgressBar=QProgressBar, QTimer=QTimer, QMessageBox=QMessageBox, QSettings=QSettings, QIcon=QIcon, QFile=QFile, QUiLoader=QUiLoader,
             QVBoxLayout=QLayout, QHBoxLayout=QLayout, QFormLayout=QLayout, Qt=types.SimpleNamespace(), **unused)
     ctk_unused = {n: type(n, (_Unused,), {}) for n in (
         "ctkCheckBox", "ctkCheckablePushButton", "ctkDoubleSlider", "ctkDoubleSpinBox", "ctkComboBox",

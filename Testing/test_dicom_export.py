@@ -183,6 +183,29 @@ def test_non_dicom_input_is_refused_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "out" / "ct" / "findings.json").exists()
 
 
+def test_a_dicom_write_failure_keeps_the_findings(series, tmp_path, monkeypatch, capsys):
+    """A full disk or a header highdicom refuses costs the SEG and SR only: the scan's other outputs are
+    written, findings.json says why DICOM is missing, summary.csv reads 'partial', the exit status 1."""
+    import csv
+
+    from ICHLocalizationLib import dicom_export
+
+    def refuse(results, folder):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(dicom_export, "write_dicom", refuse)
+    out = tmp_path / "out"
+    assert main([str(series), "--out", str(out), "--device", "cpu", "--methods", "unet", "--dicom-out"]) == 1
+    found = json.loads((out / "series" / "findings.json").read_text())
+    assert [f for f in found["findings"] if f["kind"] == "segment"], "the phantom's bleeds are still reported"
+    assert any(w.startswith("DICOM output failed (OSError: No space left on device)") for w in found["warnings"])
+    assert (out / "series" / "segmentation.seg.nrrd").exists() and not (out / "series" / "report.dcm").exists()
+    with open(out / "summary.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert row["status"] == "partial" and row["detail"].endswith("no DICOM output: OSError: No space left on device")
+    assert "no DICOM output" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def test_interpolated_slices_are_left_out_of_the_seg(series, tmp_path):
     gap = tmp_path / "gap"
     shutil.copytree(series, gap)

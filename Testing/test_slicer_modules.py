@@ -197,4 +197,41 @@ def test_apply_writes_dicom_seg_and_report_for_a_volume_from_the_dicom_database(
     plain = mrml.volume_to_node(read_volume(tmp_path / "series"), name="from a file")
     with pytest.raises(InputError, match="not loaded from the DICOM database"):
         localization.logic.process(plain, methods=("unet",), device="cpu", dicomOutputDir=tmp_path / "x")
+
+    from ICHLocalizationLib import dicom_export
+
+    def refuse(results, folder):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(dicom_export, "write_dicom", refuse)
+    segmentations = slicer.mrmlScene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems()
+    ui.applyButton.clicked.emit()
+    slicer_app.run_events_until(lambda: ui.applyButton.text == "Apply", timeout_s=600)
+    assert localization.logic.lastDicomError == "OSError: No space left on device" and not localization.logic.lastDicomFiles
+    assert ui.statusLabel.text.endswith("No DICOM output: OSError: No space left on device")
+    assert slicer.mrmlScene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == segmentations + 1, \
+        "the findings still reach the scene"
     p.writeDicom = False
+
+
+def test_apply_on_a_volume_that_is_no_head_ct_says_why_and_adds_nothing(localization, slicer, caplog):
+    """The Apply button on a constant volume: the one-line reason in Slicer's error display (logged in
+    testing mode), 'Failed' in the panel, and no node added to the scene."""
+    import numpy as np
+    import slicer_app
+
+    from ICHLocalizationLib import mrml
+    from ICHLocalizationLib.volume import CTVolume
+
+    blank = CTVolume(np.full((12, 64, 64), -1000.0, np.float32), np.diag([0.5, 0.5, 5.0, 1.0]), name="blank")
+    node = mrml.volume_to_node(blank, name="blank")
+    localization.enter()
+    p, ui = localization._parameterNode, localization.ui
+    p.inputVolume, p.writeDicom = node, False
+    p.runCascade, p.runMil, p.runUnet, p.device = False, True, False, "cpu"
+    before = slicer.mrmlScene.GetNumberOfNodes()
+    ui.applyButton.clicked.emit()
+    slicer_app.run_events_until(lambda: ui.applyButton.text == "Apply", timeout_s=600)
+    assert ui.statusLabel.text == "Failed"
+    assert any(r.levelname == "ERROR" and "constant volume (every voxel -1000)" in r.getMessage() for r in caplog.records)
+    assert slicer.mrmlScene.GetNumberOfNodes() == before

@@ -130,7 +130,7 @@ def _report(scans, inputs, out_dir, args):
                 _write(progress, summary)
             if row["status"] == "skipped":
                 _write(progress, f"{row['input']}: {row['detail']}")
-            if row["status"] == "failed":
+            if row["status"] in ("failed", "partial"):  # partial: findings written, DICOM output not
                 failed += 1
                 _print_failure(row, trace if args.debug else None)
             if progress is not None:

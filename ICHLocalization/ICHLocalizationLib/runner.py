@@ -63,10 +63,7 @@ def process_case(pipeline, path: Path, out_dir: Path, args, scene=False):
         ref = mrml.volume_to_node(volume, name=case, scene=sc)
         nodes = mrml.results_to_nodes(results, ref, scene=sc)
         mrml.write_outputs(nodes, tmp)
-        if dicom_out:
-            from .dicom_export import write_dicom
-
-            write_dicom(results, tmp)
+        dicom_error = _write_dicom(results, tmp) if dicom_out else None
         overview_png(results, tmp / "overview.png")
         (tmp / "findings.csv").write_text(results.to_csv())
         if scene:
@@ -78,7 +75,25 @@ def process_case(pipeline, path: Path, out_dir: Path, args, scene=False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return "ok", f"{len(results.findings)} finding(s) in {time.perf_counter() - t0:.1f} s", results
+    detail = f"{len(results.findings)} finding(s) in {time.perf_counter() - t0:.1f} s"
+    if dicom_error:
+        return "partial", f"{detail}, no DICOM output: {dicom_error}", results
+    return "ok", detail, results
+
+
+def _write_dicom(results, folder: Path):
+    """The DICOM SEG and SR into folder; None, or why they could not be written. A failure here costs
+    the DICOM objects only: the findings and the other files are kept, and findings.json says so."""
+    from .dicom_export import write_dicom
+
+    try:
+        write_dicom(results, folder)
+    except Exception as exc:  # noqa: BLE001 - the other outputs must not be lost to it
+        reason = f"{type(exc).__name__}: {exc}"
+        results.warnings.append(f"DICOM output failed ({reason}); the other outputs are complete, rerun with "
+                                "--dicom-out --overwrite once it is fixed")
+        return reason
+    return None
 
 
 def _save_scene(scene, reference_node, folder: Path):
