@@ -48,7 +48,7 @@ def test_default_mil_puts_its_points_in_fold4_hematoma_boxes(fold4_phe):
 
 @pytest.fixture(scope="module")
 def fold4_ctich():
-    """Four scans of CT-ICH fold 4 (held out of the fold-0-3 runs): the first two with ICH, the
+    """Four scans of CT-ICH fold 4 (out of fold for the fold-0-3 runs): the first two with ICH, the
     first two without."""
     shared("ct-ich-jpg")
     from ICHTrainingLib.datasets.real import real_scans
@@ -60,8 +60,8 @@ def fold4_ctich():
 
 
 def test_default_unet_with_its_real_gate_ranks_fold4_slices(fold4_ctich):
-    """The real-trained gate lifts the U-Net's slice ranking on scans it never saw (the phantom gate's
-    model ranks these 123 slices at 0.67, the default at 0.89)."""
+    """The real-trained gate lifts the U-Net's slice ranking: on these 123 slices the phantom gate's
+    model reads AUC 0.67, the recipe's fold-0-3 weights, which never saw them, 0.89."""
     from ICHLocalizationLib.models import Catalogue
     from ICHLocalizationLib.pipeline import Pipeline
     from ICHTrainingLib.metrics import roc_auc
@@ -79,8 +79,8 @@ def test_default_unet_with_its_real_gate_ranks_fold4_slices(fold4_ctich):
 
 def test_default_cascade_boxes_meet_fold4_hematoma_boxes(fold4_phe):
     """The real-trained cascade's 3D boxes, cut through each slice, match PHE's hematoma boxes at 2D
-    IoU ≥ 0.4 (paper 000's rule per slice); on these scans the phantom cascade's F1 is 0.22, the real
-    cascade's with untuned fusion 0.40, with its fusion tuned on folds 0–3 0.65."""
+    IoU ≥ 0.4 (paper 000's rule per slice); on these scans the phantom cascade's F1 is 0.22, the
+    fold-0-3 real cascade's (out of fold) 0.40 with untuned fusion, 0.65 with its fusion tuned on folds 0–3."""
     from ICHLocalizationLib.models import Catalogue
     from ICHLocalizationLib.pipeline import Pipeline
     from ICHTrainingLib.evaluate import predicted_boxes_2d
@@ -97,9 +97,10 @@ def test_default_cascade_boxes_meet_fold4_hematoma_boxes(fold4_phe):
 
 
 def test_default_unet_outlines_fold4_hematomas_with_few_false_lesions(fold4_phe):
-    """The U-Net that learned from the clots in PHE's boxes, its post-processing tuned on folds 0–3: on
-    held-out scans its lesions' centres lie in the hematoma boxes (paper 001's point-in-box rule) with
-    few false lesions (Dice 0.83, 3 false; the phantom U-Net under the same real gate: 0.30, 74 false)."""
+    """The U-Net that learned from the clots in PHE's boxes, its post-processing tuned on folds 0–3: its
+    lesions' centres lie in the hematoma boxes (paper 001's point-in-box rule) with few false lesions
+    (out of fold, the fold-0-3 weights: Dice 0.83, 3 false; the phantom U-Net under the same real gate:
+    0.30, 74 false)."""
     from ICHLocalizationLib.models import Catalogue
     from ICHLocalizationLib.pipeline import Pipeline
     from ICHTrainingLib.evaluate import predicted_boxes_2d
