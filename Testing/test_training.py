@@ -656,3 +656,13 @@ def test_registering_an_all_fold_retraining_keeps_the_out_of_fold_tuning(tmp_pat
     (run / "entry.json").write_text(json.dumps(untuned))
     with pytest.raises(SystemExit, match="no mil-maxpool-new entry"):
         register_run.main([str(run), "mil-new.pt", "--models", str(tmp_path / "cat"), "--keep-tuning"])
+    # re-tuned later on the same folds: new fold-4 reports of the fold-0-3 weights replace the figures,
+    # and the note naming those weights stays
+    spec = importlib.util.spec_from_file_location("held_out", Path(__file__).parents[1] / "scripts" / "held_out_metrics.py")
+    held_out = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(held_out)
+    (tmp_path / "report.json").write_text(json.dumps({"metrics": {"Dice": 0.88}}))
+    held_out.main(["mil-maxpool-real", "fold 4", f"phe::{tmp_path / 'report.json'}", "--models", str(tmp_path / "cat"),
+                   "--weights", "keep"])
+    (got,) = Catalogue.load(tmp_path / "cat").entries
+    assert got.metrics["held_out"]["phe"] == {"Dice": 0.88} and "abababababab" in got.metrics["held_out"]["weights"]
