@@ -621,6 +621,28 @@ def test_fit_keeps_the_best_validation_epoch(tmp_path):
     assert torch.equal(model.weight, snapshots[1]) and not torch.equal(model.weight, snapshots[2])
 
 
+def test_out_of_fold_runs_pool_into_one_report_and_never_count_a_patient_twice(tmp_path):
+    """scripts/fold_report.py with one ich-evaluate scans.json per held-out fold: one report over all
+    their patients; the same patient in two files is refused."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fold_report", Path(__file__).parents[1] / "scripts" / "fold_report.py")
+    fold_report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fold_report)
+
+    def scan(patient, fold, labels, scores):
+        return {"patient": patient, "fold": fold, "labels": labels, "slice_subtypes": [[b] + [False] * 4 for b in labels],
+                "scores": {"mil": scores}, "counts": {}}
+
+    (tmp_path / "f0.json").write_text(json.dumps([scan("a", 0, [True, False], [0.9, 0.2])]))
+    (tmp_path / "f1.json").write_text(json.dumps([scan("b", 1, [True, False], [0.1, 0.8]), scan("c", 2, [True], [0.5])]))
+    records = fold_report.pooled_records([tmp_path / "f0.json", tmp_path / "f1.json"], {0, 1})
+    assert [r["patient"] for r in records] == ["a", "b"], "fold 2 was not asked for"
+    (tmp_path / "again.json").write_text(json.dumps([scan("a", 0, [True], [0.3])]))
+    with pytest.raises(SystemExit, match="patient a is in"):
+        fold_report.pooled_records([tmp_path / "f0.json", tmp_path / "again.json"], {0})
+
+
 def test_registering_an_all_fold_retraining_keeps_the_out_of_fold_tuning(tmp_path):
     """scripts/register_run.py --keep-tuning: the new weights replace the entry of the same id, with that
     entry's tuned post-processing and held-out figures (marked as measured on the replaced weights)."""

@@ -1,9 +1,11 @@
-"""Re-score an `ich-evaluate --out` run of a real dataset on some of its folds, from its scans.json:
+"""Score `ich-evaluate --out` runs of a real dataset on some of its folds, from their scans.json:
 
-    python scripts/fold_report.py runs/eval/scans.json phe 4 [--methods mil]
+    python scripts/fold_report.py phe 4 runs/eval/scans.json [--methods mil]
+    python scripts/fold_report.py ctich-jpg 0-4 runs/oof-0/scans.json … runs/oof-4/scans.json --methods mil
 
-How the figures of the bundled models, trained on folds 0-3, are compared with earlier models on the
-same held-out fold without running those again."""
+One file: an earlier model's figures on the fold later models held out, without running it again.
+Several: the out-of-fold runs of one recipe (each evaluated on the fold its training left out),
+pooled into one report over all their patients, with patient-bootstrap CIs."""
 import argparse
 import json
 
@@ -11,16 +13,29 @@ from ICHTrainingLib.datasets.folds import parse_folds
 from ICHTrainingLib.evaluate import real_report
 
 
+def pooled_records(paths, folds):
+    """The per-scan records of the given folds from every file; a patient found twice is refused."""
+    records, seen = [], {}
+    for path in paths:
+        for r in json.load(open(path)):
+            if r["fold"] not in folds:
+                continue
+            if r["patient"] in seen:
+                raise SystemExit(f"patient {r['patient']} is in {seen[r['patient']]} and {path}: pool runs of different folds")
+            seen[r["patient"]] = path
+            records.append(r)
+    return records
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="fold_report")
-    ap.add_argument("scans_json")
     ap.add_argument("kind", choices=("ctich-jpg", "phe"))
-    ap.add_argument("folds", help="e.g. 4 or 0-3")
+    ap.add_argument("folds", help="e.g. 4 or 0-4")
+    ap.add_argument("scans_json", nargs="+")
     ap.add_argument("--methods", default="cascade,mil,unet")
     ap.add_argument("--bootstrap", type=int, default=1000)
     args = ap.parse_args(argv)
-    folds = set(parse_folds(args.folds))
-    records = [r for r in json.load(open(args.scans_json)) if r["fold"] in folds]
+    records = pooled_records(args.scans_json, set(parse_folds(args.folds)))
     methods = [m for m in args.methods.split(",") if m]
     print(real_report(args.kind, f"folds={args.folds}", records, methods, args.bootstrap).markdown())
 
