@@ -18,6 +18,18 @@ def test_specs_split_per_dataset_and_folds_parse():
         parse_folds("3-5")
 
 
+def test_a_fold_list_keeps_every_fold(tmp_path):
+    """'folds=0,2-4' once read as fold 0 alone (the part after the comma was dropped)."""
+    from ICHTrainingLib.datasets.real import parse_spec
+
+    assert parse_spec("phe", f"folds=0,2-4,dir={tmp_path}") == (tmp_path, [0, 2, 3, 4])
+    assert parse_spec("ctich-jpg", f"dir={tmp_path},folds=0-1,3") == (tmp_path, [0, 1, 3])
+    with pytest.raises(ValueError, match="options are folds=0-4 and dir=FOLDER"):
+        parse_spec("phe", "0,2")
+    with pytest.raises(ValueError, match="options are folds=0-4 and dir=FOLDER"):
+        parse_spec("phe", "fold=1")
+
+
 def test_stratified_folds_put_every_repeated_subtype_in_several_folds():
     patients = {f"p{i}": ({"SDH"} if i < 3 else {"IVH"} if i < 5 else set(), i) for i in range(20)}
     folds = stratified_folds(patients)

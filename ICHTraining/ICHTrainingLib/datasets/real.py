@@ -21,15 +21,29 @@ def default_data_root() -> Path:
 
 
 def parse_spec(kind: str, arg: str):
-    """'folds=0-3,dir=/x' → (folder, sorted fold numbers); folds default to all five."""
-    options = dict(part.split("=", 1) for part in arg.split(",") if "=" in part) if arg else {}
-    unknown = set(options) - {"folds", "dir"}
-    if unknown or (arg and not options):
+    """'folds=0-3,dir=/x' or 'folds=0,2-4' → (folder, sorted fold numbers); folds default to all five."""
+    options = _options(arg)
+    if set(options) - {"folds", "dir"} or (arg and not options):
         raise ValueError(f"--data {kind}:{arg}: options are folds=0-4 and dir=FOLDER, e.g. {kind}:folds=0-3")
     folder = Path(options["dir"]) if "dir" in options else default_data_root() / FOLDERS[kind]
     if not folder.is_dir():
         raise ValueError(f"--data {kind}: no dataset folder {folder}; pass dir=FOLDER or set ICH_DATA")
     return folder, parse_folds(options.get("folds", "0-4"))
+
+
+def _options(arg: str) -> dict:
+    """'folds=0,2-4,dir=/x' → {"folds": "0,2-4", "dir": "/x"}: a part without '=' continues the value
+    before it (a fold list), so no fold is dropped."""
+    options, key = {}, None
+    for part in (arg or "").split(","):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            options[key.strip()] = value.strip()
+        elif part.strip():
+            if key is None:
+                return {"?": part}
+            options[key] += "," + part.strip()
+    return options
 
 
 def real_scans(kind: str, arg: str = ""):
