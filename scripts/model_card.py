@@ -23,7 +23,8 @@ def main(reports):
              "(Hssayeni et al. 2020, doi:10.13026/w8q8-ky94, CC BY 4.0 — attribution required) and PHE-SICH-CT-IDS (Computers in",
              "Biology and Medicine 2024; research use as published with the dataset). The shipped real weights learned from all",
              "five folds; each recipe was first trained and tuned on folds 0–3 and measured on fold 4, and those fold-4 figures",
-             "(\"held out\" below, with the sha256 of the weights they were measured on) are its out-of-fold estimate. The",
+             "(\"held out\" below, with the sha256 of the weights they were measured on) are its out-of-fold estimate. The MIL",
+             "recipe was also run once per other held-out fold, so its figures are out of fold for all 130 patients. The",
              "shipped weights keep the post-processing tuned on folds 0–3. Folds: `ICHTraining/ICHTrainingLib/datasets/folds.json`.", ""]
     for e in cat.entries:
         lines += [f"## {e.id} ({e.method}, version {e.version}{', default' if e.default else ''})", ""]

@@ -87,6 +87,24 @@ wait $lane_a $lane_b
 "$BIN/ich-evaluate" --data phe:folds=4 --methods cascade --out runs/eval-casc-realtuned-phe4 &&
 "$BIN/python" scripts/held_out_metrics.py cascade-real+phantom "fold 4 of ctich-jpg and phe (never trained or tuned on)" \
   ctich-jpg::runs/eval-casc-realtuned-ctich4/report.json phe::runs/eval-casc-realtuned-phe4/report.json
+# the MIL recipe out of fold for every patient: its commands above once more per held-out fold k (fold 4's
+# runs are those above), each in a scratch catalogue; the five held-out folds pooled into one report
+for split in 0:1-4 1:0,2-4 2:0-1,3-4 3:0-2,4; do
+  k=${split%%:*} A=${split#*:}
+  rm -rf runs/cat-mil-oof-$k && cp -r ICHLocalization/Resources/Models runs/cat-mil-oof-$k &&
+  "$BIN/ich-train" mil --data ctich-jpg:folds=$A,phe:folds=$A --init ICHLocalization/Resources/Models/mil-maxpool.pt \
+    --epochs 6 --lr 3e-4 --out runs/mil-oof-$k --workers 1 > runs/mil-oof-$k.log 2>&1 &&
+  "$BIN/python" scripts/register_run.py runs/mil-oof-$k mil-maxpool-real.pt --models runs/cat-mil-oof-$k &&
+  "$BIN/ich-tune" --method mil --data phe:folds=$A --model mil-maxpool-real --iter 60 --save \
+    --models runs/cat-mil-oof-$k > runs/tune-mil-oof-$k.log 2>&1 &&
+  for d in phe ctich-jpg; do
+    "$BIN/ich-evaluate" --data $d:folds=$k --methods mil --models runs/cat-mil-oof-$k --out runs/eval-mil-oof-$k-$d
+  done
+done
+"$BIN/python" scripts/fold_report.py phe 0-4 runs/eval-mil-oof-{0,1,2,3}-phe/scans.json \
+  runs/eval-mil-real-phe4/scans.json --methods mil --out runs/eval-mil-oof-phe &&
+"$BIN/python" scripts/fold_report.py ctich-jpg 0-4 runs/eval-mil-oof-{0,1,2,3}-ctich-jpg/scans.json \
+  runs/eval-mil-real-ctich4/scans.json --methods mil --out runs/eval-mil-oof-ctich-jpg
 # the bundled real models: each recipe above again on all five folds (fold 4 no longer held out), from the
 # same phantom models; each keeps the post-processing tuned on folds 0-3 and the fold-4 figures of the
 # run it replaces (register_run.py --keep-tuning): those figures are the recipe's out-of-fold estimate
@@ -98,6 +116,10 @@ lane_a=$!
 "$BIN/ich-train" mil --data $ALL --init ICHLocalization/Resources/Models/mil-maxpool.pt --epochs 6 --lr 3e-4 --out runs/mil-real-all \
   --workers 1 > runs/mil-real-all.log 2>&1 &&
 "$BIN/python" scripts/register_run.py runs/mil-real-all mil-maxpool-real.pt --keep-tuning &&
+"$BIN/python" scripts/held_out_metrics.py mil-maxpool-real \
+  "all 130 patients of ctich-jpg and phe, each scored by the recipe trained and tuned without its fold (five runs)" \
+  ctich-jpg::runs/eval-mil-oof-ctich-jpg/report.json phe::runs/eval-mil-oof-phe/report.json \
+  --weights "five runs of the same recipe, one per held-out fold (fold 4's: $(sha256sum runs/mil-real-f4/mil-maxpool.pt | cut -c1-12)); these weights add each run's held-out patients" &&
 "$BIN/ich-train" unet --gate-only --init ICHLocalization/Resources/Models/unet.pt --data $ALL,phantom:1-40 --epochs 8 --lr 3e-4 \
   --out runs/unet-gate-real-all --workers 1 > runs/unet-gate-real-all.log 2>&1 &&
 "$BIN/python" scripts/register_run.py runs/unet-gate-real-all unet-gate-real.pt --keep-tuning &&
