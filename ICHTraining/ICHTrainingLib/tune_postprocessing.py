@@ -179,6 +179,7 @@ def tune_unet(entry: ModelEntry, scans, search=None, rounds: int = 2):
     for _ in range(rounds):
         for name, values in search.items():
             best[name] = max(values, key=lambda v: (score({**best, name: v}), v == best[name]))
+
     def named(by_dataset):
         return {f"dice {d}": v for d, v in by_dataset.items() if d and len(by_dataset) > 1}
 
