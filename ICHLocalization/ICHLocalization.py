@@ -369,13 +369,10 @@ class ICHLocalizationLogic(ScriptedLoadableModuleLogic):
     def _writeDicom(self, results, folder):
         """The SEG and SR into folder; a failure is kept in `lastDicomError`, not raised, so that the
         findings still reach the scene."""
-        from ICHLocalizationLib.dicom_export import write_dicom
+        from ICHLocalizationLib.dicom_export import try_write_dicom
 
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self.lastDicomFiles = write_dicom(results, folder)
-        except Exception as exc:  # noqa: BLE001 - shown beside the findings
-            self.lastDicomError = f"{type(exc).__name__}: {exc}"
+        self.lastDicomFiles, self.lastDicomError = try_write_dicom(results, folder)
+        if self.lastDicomError:
             logging.warning(f"ICH Localization: DICOM output failed ({self.lastDicomError}); the findings are in the scene")
 
     def _createNodes(self, job, volumeNode):

@@ -9,7 +9,7 @@ for the volume of an ellipsoid, which ABC/2 is); probabilities are DCM 122157 wi
 Coordinates are DICOM patient coordinates (LPS, mm).
 """
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -297,3 +297,13 @@ def write_dicom(results: Results, folder: Path) -> Dict[str, Path]:
     build_report(results, headers, seg).save_as(str(written["report"]))
     results.warnings += [w for w in warnings if w not in results.warnings]
     return written
+
+
+def try_write_dicom(results: Results, folder: Path) -> Tuple[Dict[str, Path], Optional[str]]:
+    """write_dicom into folder (made if needed), never raising: (files written, None), or ({}, why
+    not). Callers keep the findings whatever happens to their DICOM copies."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return write_dicom(results, folder), None
+    except Exception as exc:  # noqa: BLE001 - the caller's other outputs must not be lost to it
+        return {}, f"{type(exc).__name__}: {exc}"

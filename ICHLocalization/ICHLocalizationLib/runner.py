@@ -84,16 +84,13 @@ def process_case(pipeline, path: Path, out_dir: Path, args, scene=False):
 def _write_dicom(results, folder: Path):
     """The DICOM SEG and SR into folder; None, or why they could not be written. A failure here costs
     the DICOM objects only: the findings and the other files are kept, and findings.json says so."""
-    from .dicom_export import write_dicom
+    from .dicom_export import try_write_dicom
 
-    try:
-        write_dicom(results, folder)
-    except Exception as exc:  # noqa: BLE001 - the other outputs must not be lost to it
-        reason = f"{type(exc).__name__}: {exc}"
+    _, reason = try_write_dicom(results, folder)
+    if reason:
         results.warnings.append(f"DICOM output failed ({reason}); the other outputs are complete, rerun with "
                                 "--dicom-out --overwrite once it is fixed")
-        return reason
-    return None
+    return reason
 
 
 def _save_scene(scene, reference_node, folder: Path):

@@ -183,7 +183,7 @@ def tune_unet(entry: ModelEntry, scans, search=None, rounds: int = 2):
     def named(by_dataset):
         return {f"dice {d}": v for d, v in by_dataset.items() if d and len(by_dataset) > 1}
 
-    table = [{**dict(key), "dice": float(np.mean(list(got.values()))), **named(got)} for key, got in scores.items()]
+    table = [{**dict(key), "dice": score(dict(key)), **named(got)} for key, got in list(scores.items())]
     return {**best, "dice": score(best), **named(scores[tuple(sorted(best.items()))])}, table
 
 

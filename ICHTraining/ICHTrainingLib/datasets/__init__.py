@@ -105,8 +105,9 @@ def labelled_volumes(spec: str):
     them; for CT-ICH JPG its ICH per slice."""
     for part in split_specs(spec):
         kind, _, arg = part.partition(":")
-        for volume, truth in _labelled_volumes(kind.strip().lower(), arg, spec):
-            volume.metadata["dataset"] = kind.strip().lower()
+        kind = kind.strip().lower()
+        for volume, truth in _labelled_volumes(kind, arg, spec):
+            volume.metadata["dataset"] = kind
             yield volume, truth
 
 

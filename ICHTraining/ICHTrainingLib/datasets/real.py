@@ -23,7 +23,7 @@ def default_data_root() -> Path:
 def parse_spec(kind: str, arg: str):
     """'folds=0-3,dir=/x' or 'folds=0,2-4' → (folder, sorted fold numbers); folds default to all five."""
     options = _options(arg)
-    if set(options) - {"folds", "dir"} or (arg and not options):
+    if options is None or set(options) - {"folds", "dir"} or (arg and not options):
         raise ValueError(f"--data {kind}:{arg}: options are folds=0-4 and dir=FOLDER, e.g. {kind}:folds=0-3")
     folder = Path(options["dir"]) if "dir" in options else default_data_root() / FOLDERS[kind]
     if not folder.is_dir():
@@ -31,9 +31,9 @@ def parse_spec(kind: str, arg: str):
     return folder, parse_folds(options.get("folds", "0-4"))
 
 
-def _options(arg: str) -> dict:
+def _options(arg: str):
     """'folds=0,2-4,dir=/x' → {"folds": "0,2-4", "dir": "/x"}: a part without '=' continues the value
-    before it (a fold list), so no fold is dropped."""
+    before it (a fold list), so no fold is dropped; None when the first part has no '='."""
     options, key = {}, None
     for part in (arg or "").split(","):
         if "=" in part:
@@ -41,7 +41,7 @@ def _options(arg: str) -> dict:
             options[key.strip()] = value.strip()
         elif part.strip():
             if key is None:
-                return {"?": part}
+                return None
             options[key] += "," + part.strip()
     return options
 
