@@ -621,14 +621,20 @@ def test_fit_keeps_the_best_validation_epoch(tmp_path):
     assert torch.equal(model.weight, snapshots[1]) and not torch.equal(model.weight, snapshots[2])
 
 
+def load_script(name):
+    """A module of scripts/ (not a package), imported from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_out_of_fold_runs_pool_into_one_report_and_never_count_a_patient_twice(tmp_path):
     """scripts/fold_report.py with one ich-evaluate scans.json per held-out fold: one report over all
     their patients; the same patient in two files is refused."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fold_report", Path(__file__).parents[1] / "scripts" / "fold_report.py")
-    fold_report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fold_report)
+    fold_report = load_script("fold_report")
 
     def scan(patient, fold, labels, scores):
         return {"patient": patient, "fold": fold, "labels": labels, "slice_subtypes": [[b] + [False] * 4 for b in labels],
@@ -646,13 +652,9 @@ def test_out_of_fold_runs_pool_into_one_report_and_never_count_a_patient_twice(t
 def test_registering_an_all_fold_retraining_keeps_the_out_of_fold_tuning(tmp_path):
     """scripts/register_run.py --keep-tuning: the new weights replace the entry of the same id, with that
     entry's tuned post-processing and held-out figures (marked as measured on the replaced weights)."""
-    import importlib.util
-
     from ICHLocalizationLib.models import ModelEntry, file_sha256
 
-    spec = importlib.util.spec_from_file_location("register_run", Path(__file__).parents[1] / "scripts" / "register_run.py")
-    register_run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(register_run)
+    register_run = load_script("register_run")
     (tmp_path / "cat").mkdir()
     (tmp_path / "cat" / "mil-real.pt").write_bytes(b"folds 0-3")
     tuned = {"detector": {"h": 0.45, "T": 0.05, "d": 24, "sigma": 5.2}}
@@ -680,11 +682,26 @@ def test_registering_an_all_fold_retraining_keeps_the_out_of_fold_tuning(tmp_pat
         register_run.main([str(run), "mil-new.pt", "--models", str(tmp_path / "cat"), "--keep-tuning"])
     # re-tuned later on the same folds: new fold-4 reports of the fold-0-3 weights replace the figures,
     # and the note naming those weights stays
-    spec = importlib.util.spec_from_file_location("held_out", Path(__file__).parents[1] / "scripts" / "held_out_metrics.py")
-    held_out = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(held_out)
+    held_out = load_script("held_out_metrics")
     (tmp_path / "report.json").write_text(json.dumps({"metrics": {"Dice": 0.88}}))
     held_out.main(["mil-maxpool-real", "fold 4", f"phe::{tmp_path / 'report.json'}", "--models", str(tmp_path / "cat"),
                    "--weights", "keep"])
     (got,) = Catalogue.load(tmp_path / "cat").entries
     assert got.metrics["held_out"]["phe"] == {"Dice": 0.88} and "abababababab" in got.metrics["held_out"]["weights"]
+
+
+def test_the_false_positive_sheet_places_a_peak_behind_the_centre_of_the_head():
+    """scripts/false_positive_sheet.py reports where on the head the MIL's map peaks: a point behind the
+    centre of a round head, on its midline, reads about 0 mm right and its distance posterior; one
+    towards the patient's left (LPS +i) reads negative right."""
+    from ICHLocalizationLib.volume import CTVolume
+
+    sheet = load_script("false_positive_sheet")
+    hu = np.full((1, 101, 101), -1000.0, np.float32)
+    rr, cc = np.mgrid[:101, :101]
+    hu[0][(rr - 50) ** 2 + (cc - 50) ** 2 <= 40 ** 2] = 35.0
+    volume = CTVolume.from_lps(hu, (0.5, 0.5, 5.0), np.zeros(3))
+    right, back = sheet.peak_place(volume, 0, row=80, col=50)
+    assert abs(right) < 0.5 and back == pytest.approx(15.0, abs=0.5)
+    right, back = sheet.peak_place(volume, 0, row=50, col=70)
+    assert right == pytest.approx(-10.0, abs=0.5) and abs(back) < 0.5
