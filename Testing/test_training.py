@@ -705,3 +705,18 @@ def test_the_false_positive_sheet_places_a_peak_behind_the_centre_of_the_head():
     assert abs(right) < 0.5 and back == pytest.approx(15.0, abs=0.5)
     right, back = sheet.peak_place(volume, 0, row=50, col=70)
     assert right == pytest.approx(-10.0, abs=0.5) and abs(back) < 0.5
+
+
+def test_hard_negative_mining_counts_the_negatives_scored_highest():
+    """--hard-negatives: every positive counts; of the negatives only the share with the highest loss,
+    weighted so that they stand for all negatives; share 1 is the plain mean."""
+    import torch
+
+    from ICHTrainingLib.families.mil import hardest_negatives_loss
+
+    losses = torch.tensor([2.0, 0.1, 0.2, 0.3, 4.0])
+    y = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])
+    assert float(hardest_negatives_loss(losses, y, 1.0)) == pytest.approx(6.6 / 5)
+    assert float(hardest_negatives_loss(losses, y, 0.25)) == pytest.approx((2.0 + 4.0 / 0.25) / 5)
+    assert float(hardest_negatives_loss(losses, y, 0.5)) == pytest.approx((2.0 + (4.0 + 0.3) / 0.5) / 5)
+    assert float(hardest_negatives_loss(losses[:1], y[:1], 0.25)) == pytest.approx(2.0), "a batch of positives only"

@@ -45,6 +45,7 @@ class TrainConfig:
     constant_lr: bool = False  # no step decay (a fine-tuning round that stops while the rate is still high)
     planes: Optional[List[str]] = None  # cascade: train these planes' banks only, the others kept from init
     gate_only: bool = False  # U-Net: train its slice gate only (slice labels suffice), the U-Net kept from init
+    hard_negatives: float = 1.0  # MIL: the share of each batch's negatives, the highest-scored, that the loss counts
 
 
 def split_by_patient(records, val_fraction=0.15, seed=0, fold=0, folds=1):

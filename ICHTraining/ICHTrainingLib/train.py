@@ -35,6 +35,8 @@ def _training_card(records, cfg: TrainConfig) -> dict:
         training["balance"], training["batch_dice"] = cfg.balance, cfg.batch_dice
         if cfg.gate_only:
             training["gate_only"] = True
+    if cfg.method == "mil" and cfg.hard_negatives < 1:
+        training["hard_negatives"] = cfg.hard_negatives
     if cfg.method == "unet" or (cfg.method == "cascade" and cfg.context_mm):
         training["context_mm"] = cfg.context_mm
     return training

@@ -74,6 +74,17 @@ def mil_validation(model, records):
     return {"val_auc": roc_auc(ys, ps), "val_acc": acc, "val_peak_in_bleed": hits / bleeds if bleeds else math.nan}
 
 
+def hardest_negatives_loss(losses, y, share):
+    """Mean BCE over a batch that counts every positive and, of the negatives, only the `share` with the
+    highest loss, each weighted 1/share so that the negatives keep their total weight: the gradient
+    goes to the bleed-free slices the network mistakes for bleeds (online hard example mining)."""
+    if share >= 1:
+        return losses.mean()
+    negatives = losses[y == 0]
+    kept = negatives.topk(max(1, math.ceil(share * len(negatives)))).values if len(negatives) else negatives
+    return (losses[y > 0].sum() + kept.sum() / share) / len(losses)
+
+
 def train_mil(records, cfg: TrainConfig, progress=None):
     """Slice labels only ('any ICH'), weighted BCE, the paper's augmentations, 128×128 input; with
     bleed-free twins among the records, batches of matched pairs (_paired_slice_batches)."""
@@ -89,7 +100,8 @@ def train_mil(records, cfg: TrainConfig, progress=None):
 
     def loss_fn(m, x, y):
         logit, _ = m(x)
-        return F.binary_cross_entropy_with_logits(logit, y, pos_weight=pos_weight.to(x.device))
+        losses = F.binary_cross_entropy_with_logits(logit, y, pos_weight=pos_weight.to(x.device), reduction="none")
+        return hardest_negatives_loss(losses, y, cfg.hard_negatives)
 
     history = fit(model, cfg, batches, loss_fn, lambda m: mil_validation(m, val), name=f"mil-{cfg.variant}",
                   progress=progress, select="val_auc")
