@@ -69,9 +69,9 @@ def test_a_training_run_repeats_exactly_with_its_seed(records, tmp_path):
     assert weights("c", 1) != first
 
 
-def test_train_command_passes_seed_and_batch_dice_to_the_run_and_its_card(records, tmp_path, monkeypatch):
-    """`ich-train --seed N --batch-dice` reach the run (weights, validation patients and batches follow
-    the seed) and its card."""
+def test_train_command_passes_seed_batch_dice_and_hard_negatives_to_the_run_and_its_card(records, tmp_path, monkeypatch):
+    """`ich-train --seed N --batch-dice` (and the MIL's --hard-negatives) reach the run (weights,
+    validation patients and batches follow the seed) and its card."""
     from dataclasses import replace
 
     from ICHTrainingLib import cli, train
@@ -91,6 +91,9 @@ def test_train_command_passes_seed_and_batch_dice_to_the_run_and_its_card(record
     assert card["seed"] == 3 and card["batch_dice"] is True and card["command"] == "ich-train " + " ".join(args)
     val_patients = [[r["patient"] for r in split_by_patient(records, 0.25, seed=k)[1]] for k in (0, 3)]
     assert val_patients[0] != val_patients[1]
+    args = ["mil", "--hard-negatives", "0.25", "--epochs", "1", "--out", str(tmp_path / "hn")]
+    assert cli.train_main(args) == 0 and seen["cfg"].hard_negatives == 0.25
+    assert json.loads((tmp_path / "hn" / "mil-maxpool.card.json").read_text())["training"]["hard_negatives"] == 0.25
 
 
 @pytest.mark.parametrize("constant", [False, True])
@@ -391,7 +394,9 @@ def test_ich_train_planes_option_is_checked_before_training(records, tmp_path, m
     cases = [(["mil", "--planes", "axial"], "is for the cascade"),
              (["cascade", "--gate-only"], "is for the U-Net"),
              (["cascade", "--planes", "axial, coronal"], "give --init"),
-             (["cascade", "--planes", "axial,top", "--init", str(bundled_cascade)], "top is not one of axial, coronal")]
+             (["cascade", "--planes", "axial,top", "--init", str(bundled_cascade)], "top is not one of axial, coronal"),
+             (["unet", "--hard-negatives", "0.25"], "--hard-negatives is a share"),
+             (["mil", "--hard-negatives", "0"], "--hard-negatives is a share")]
     for n, (args, message) in enumerate(cases):
         assert cli.train_main(args + ["--out", str(tmp_path / f"run{n}")]) == 2
         assert message in capsys.readouterr().err
