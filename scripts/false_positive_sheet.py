@@ -38,17 +38,17 @@ def bleed_free_peaks(fold, catalogue):
         z = int(scores.argmax())
         row, col = np.unravel_index(res.likelihood[z].argmax(), res.likelihood[z].shape)
         lr, ap = peak_place(volume, z, row, col)
-        yield {"patient": patient, "fold": fold, "slice": z, "slices": len(scores), "score": float(scores[z]),
-               "row": int(row), "col": int(col), "hu": float(volume.hu[z, row, col]), "lr_mm": lr, "ap_mm": ap,
-               "volume": volume}
+        yield volume, {"patient": patient, "fold": fold, "slice": z, "slices": len(scores), "score": float(scores[z]),
+                       "row": int(row), "col": int(col), "hu": float(volume.hu[z, row, col]), "lr_mm": lr, "ap_mm": ap}
 
 
-def tile(peak):
+def tile(volume, peak):
+    """The peak's slice in the brain window, the peak circled, patient, slice and score written on it."""
     from PIL import Image, ImageDraw
 
     from ICHLocalizationLib.preprocessing import window
 
-    grey = (window(peak["volume"].hu[peak["slice"]], "brain") * 255).astype(np.uint8)
+    grey = (window(volume.hu[peak["slice"]], "brain") * 255).astype(np.uint8)
     im = Image.fromarray(grey).convert("RGB")
     draw = ImageDraw.Draw(im)
     r, c = peak["row"], peak["col"]
@@ -63,21 +63,22 @@ def main(argv=None):
     ap.add_argument("runs", nargs="+", help="K:CATALOGUE, fold K scored with that catalogue")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    peaks = []
+    tiles = []
     for spec in args.runs:
         fold, catalogue = spec.split(":", 1)
-        for p in bleed_free_peaks(int(fold), catalogue):
+        for volume, p in bleed_free_peaks(int(fold), catalogue):
             print(f"{p['patient']} fold {p['fold']}: slice {p['slice']}/{p['slices']} score {p['score']:.3f}, peak "
                   f"{p['hu']:.0f} HU, {p['lr_mm']:+.0f} mm right, {p['ap_mm']:+.0f} mm posterior of the head's centre")
-            peaks.append(p)
-    if args.out and peaks:
+            if args.out:
+                tiles.append(tile(volume, p))
+    if tiles:
         from PIL import Image
 
         args.out.mkdir(parents=True, exist_ok=True)
         per_row = 5
-        sheet = Image.new("RGB", (TILE * per_row, TILE * ((len(peaks) + per_row - 1) // per_row)))
-        for n, p in enumerate(peaks):
-            sheet.paste(tile(p), ((n % per_row) * TILE, (n // per_row) * TILE))
+        sheet = Image.new("RGB", (TILE * per_row, TILE * ((len(tiles) + per_row - 1) // per_row)))
+        for n, im in enumerate(tiles):
+            sheet.paste(im, ((n % per_row) * TILE, (n // per_row) * TILE))
         sheet.save(args.out / "sheet.png")
 
 
