@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ICHLocalizationLib.pipeline import Pipeline
+from ICHLocalizationLib.preprocessing import head_mask
 from ICHTrainingLib.datasets.real import real_scans
 
 TILE = 256
@@ -21,14 +22,14 @@ TILE = 256
 def peak_place(volume, z, row, col):
     """The peak's offset from the centre of the head on its slice, in mm: (to the patient's right,
     to the back)."""
-    rows, cols = np.nonzero(volume.hu[z] > -200)
+    rows, cols = np.nonzero(head_mask(volume.hu[z:z + 1])[0])
     centre, peak = volume.ijk_to_ras_points([[cols.mean(), rows.mean(), z], [col, row, z]])
     right, anterior = peak[:2] - centre[:2]
     return float(right), float(-anterior)
 
 
 def bleed_free_peaks(fold, catalogue):
-    """One dict per bleed-free scan of CT-ICH fold `fold`: the MIL's top slice and its map's peak."""
+    """(volume, peak) per bleed-free scan of CT-ICH fold `fold`: the MIL's top slice and its map's peak."""
     pipeline = Pipeline(("mil",), models=catalogue)
     for patient, _, volume, _ in real_scans("ctich-jpg", f"folds={fold}"):
         if volume.metadata["slice_subtypes"].any():
