@@ -7,7 +7,7 @@ from ICHLocalizationLib.phantom import generate
 from ICHLocalizationLib.volume import CTVolume
 from ICHLocalizationLib import preprocessing
 from ICHLocalizationLib.preprocessing import (CHANNEL_CONFIGS, PreparedScan, cascade_grid, channels_torch,
-                                              estimate_alignment, head_crop, head_mask, neighbour_offset,
+                                              estimate_alignment, half_crop, head_crop, head_mask, neighbour_offset,
                                               resample_spacing, rotation_matrix, slab_average, to_channels, window,
                                               with_neighbours)
 
@@ -36,6 +36,10 @@ def test_neighbour_slices_lie_a_distance_in_mm_away():
     assert ch.shape == (1, 9, 2, 2)
     for s in range(3):
         assert torch.equal(ch[:, 3 * s:3 * s + 3], channels_torch(stack[:, s], "unet"))
+    # the MIL's 128 read of a 2.5D stack: each slice pooled 2×2 on its own
+    big = np.arange(4 * 4.0).reshape(4, 4) * np.array([1.0, 10.0, 100.0])[:, None, None]
+    assert half_crop(big[None])[0, :, 0, 0].tolist() == [2.5, 25.0, 250.0]
+    assert half_crop(big).shape == (3, 2, 2)
 
 
 def test_resampling_keeps_physical_extent():

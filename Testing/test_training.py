@@ -437,6 +437,45 @@ def test_a_2_5d_cascade_reads_axial_neighbours_and_starts_as_its_one_slice_model
     assert not np.allclose(p_one[:, 0], p_three[:, 0], atol=1e-3)
 
 
+def test_a_2_5d_mil_reads_neighbours_and_starts_as_its_one_slice_model(records, twin, tmp_path):
+    """--context-mm: the MIL network reads each slice with the slices 5 mm above and below, in training
+    (plain and paired batches) and in the detector. Started from a one-slice model (neighbour weights
+    0) it gives that model's maps exactly; once the slice below weighs, the maps follow it."""
+    from ICHLocalizationLib.methods.weakly_supervised import WeaklySupervisedDetector
+    from ICHTrainingLib.augment import slice_augmentation
+    from ICHTrainingLib.families.mil import _paired_slice_batches
+    from ICHTrainingLib.sampling import slice_batches, slice_items
+
+    flat = run_training(records, TrainConfig(method="mil", out=str(tmp_path / "flat"), epochs=1, batch_size=4,
+                                             max_batches=1, val_fraction=0.25))
+    init = tmp_path / "flat" / flat.files["weights"]["file"]
+    deep = run_training(records, TrainConfig(method="mil", out=str(tmp_path / "deep"), epochs=1, batch_size=4,
+                                             max_batches=1, val_fraction=0.25, init=str(init), context_mm=5.0))
+    assert deep.input["context_mm"] == 5.0 and deep.training["context_mm"] == 5.0
+    assert load_state(deep)["features.0.0.weight"].shape[1] == 9
+
+    items, labels, _ = slice_items(records)
+    x, _ = next(slice_batches(items, labels, lambda d: d, "mil-code", 6, context_mm=5.0)(0, np.random.default_rng(0)))
+    assert x.shape == (6, 9, 128, 128) and not x[:, 0:3].equal(x[:, 3:6])
+    batches, _ = _paired_slice_batches([records[1], twin], slice_augmentation(False, seed=0), "mil-code", 2,
+                                       context_mm=5.0)
+    x, y = next(batches(0, np.random.default_rng(0)))
+    assert x.shape == (2, 9, 128, 128) and y.tolist() == [1, 0]
+
+    state = load_state(flat)
+    inflated = _inflate_to_neighbours(state, load_state(deep))
+    hu = records[0]["crop_hu"].astype(np.float32)
+    one = WeaklySupervisedDetector(flat, state, "cpu")
+    two = WeaklySupervisedDetector(replace(flat, input={**flat.input, "context_mm": 5.0}), inflated, "cpu")
+    p_one, m_one = one.likelihood_maps(hu, 5.0)
+    p_two, m_two = two.likelihood_maps(hu, 5.0)
+    assert np.allclose(p_one, p_two, atol=1e-5) and np.allclose(m_one, m_two, atol=1e-5)
+    below = {k: v.clone() for k, v in inflated.items()}
+    below["features.0.0.weight"][:, :3] += 0.5
+    three = WeaklySupervisedDetector(two.entry, below, "cpu")
+    assert not np.allclose(m_one, three.likelihood_maps(hu, 5.0)[1], atol=1e-3)
+
+
 def test_cascade_fusion_tuning(records, tmp_path):
     """Tuning scores the method's own boxes on the head against the lesions' RAS boxes (paper 000's
     protocol) and gates the subtype nets afterwards exactly as the method does."""

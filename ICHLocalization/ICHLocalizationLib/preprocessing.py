@@ -356,12 +356,14 @@ CASCADE_SIZE = (128, 128, 40)  # (i, j, k): 256 × 256 × 200 mm around the head
 
 
 def half_crop(hu256) -> np.ndarray:
-    """The 256 head crop mean-pooled 2×2 to 128: what the MIL network and the U-Net's gate read."""
+    """The 256 head crop mean-pooled 2×2 to 128: what the MIL network and the U-Net's gate read.
+    Any leading axes (slices, or slices × neighbours) are kept."""
     import torch
     import torch.nn.functional as F
 
-    t = torch.as_tensor(np.asarray(hu256, np.float32))[:, None]
-    return F.avg_pool2d(t, 2)[:, 0].numpy()
+    t = torch.as_tensor(np.asarray(hu256, np.float32))
+    pooled = F.avg_pool2d(t.reshape(-1, 1, *t.shape[-2:]), 2)
+    return pooled.reshape(*t.shape[:-2], *pooled.shape[-2:]).numpy()
 
 
 def cascade_grid(volume: CTVolume, alignment: Alignment, array=None, linear=True):

@@ -48,7 +48,7 @@ def train_parser():
     ap.add_argument("--batch-dice", action="store_true",
                     help="U-Net: Dice loss of each class over the whole batch (nnU-Net), not averaged over patches")
     ap.add_argument("--context-mm", type=float, default=0.0, metavar="MM",
-                    help="2.5D: the U-Net, or the cascade's axial nets, also read the slices MM above and below "
+                    help="2.5D: the U-Net, the MIL network or the cascade's axial nets also read the slices MM above and below "
                          "(0: one slice); --init with a one-slice model starts from it")
     ap.add_argument("--bleed-free-twins", action="store_true",
                     help="MIL on phantoms: train on pairs, each bleed slice with the same slice of its bleed-free "

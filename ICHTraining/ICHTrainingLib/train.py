@@ -37,7 +37,7 @@ def _training_card(records, cfg: TrainConfig) -> dict:
             training["gate_only"] = True
     if cfg.method == "mil" and cfg.hard_negatives < 1:
         training["hard_negatives"] = cfg.hard_negatives
-    if cfg.method == "unet" or (cfg.method == "cascade" and cfg.context_mm):
+    if cfg.method == "unet" or cfg.context_mm:
         training["context_mm"] = cfg.context_mm
     return training
 

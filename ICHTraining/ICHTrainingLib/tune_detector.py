@@ -26,7 +26,7 @@ def validation_maps(entry: ModelEntry, records, device="cpu"):
     out = []
     for r in records:
         hu = r["crop_hu"].astype(np.float32)
-        _, maps = method.likelihood_maps(hu)
+        _, maps = method.likelihood_maps(hu, r["slice_mm"])
         head = hu > -300
         for k in range(len(maps)):
             out.append((maps[k], head[k], boxes_per_label_2d(r["crop_labels"][k])))

@@ -19,6 +19,10 @@ size (128) and larger ones, each with the flips above, and everything is average
 small bleeds for the network's 4-pixel map grid. Two-fold on the same phantoms, each fold's search
 starting from the four reads' tuned setting: four reads at 128 0.87, eight at 128 and 160 0.88
 (with 176 instead: 0.88, 144: 0.87) — a small gain, about the spread between settings.
+
+A model whose catalogue input has `context_mm` (a departure, 2.5D, as the U-Net's) reads each slice
+with the slices that far above and below as nine channels, so that a bleed can be told from what
+looks like one on a single slice (the deep veins, the falx: docs/accuracy.md).
 """
 import numpy as np
 
@@ -26,7 +30,7 @@ from ..detector import detect_peaks
 from ..findings import PointFinding, Results
 from ..models import ModelError
 from ..networks import MILNet
-from ..preprocessing import AXIAL_CROP_SIZE, channels_torch
+from ..preprocessing import AXIAL_CROP_SIZE, channels_torch, slices_in_context
 from .base import Method
 
 # axes flipped per extra read of a (N, C, rows, columns) batch: columns run left-right, rows
@@ -39,7 +43,8 @@ class WeaklySupervisedDetector(Method):
 
     def build(self, state):
         self.variant = self.entry.input.get("variant", "maxpool")
-        self.net = MILNet(self.variant)
+        self.context_mm = float(self.entry.input.get("context_mm") or 0.0)
+        self.net = MILNet(self.variant, context=bool(self.context_mm))
         self.net.load_state_dict(state)
         if self.params.get("mirror", False) not in MIRROR_FLIPS:
             raise ModelError(f"model {self.entry.id}: params.mirror is {self.params['mirror']!r}; "
@@ -56,21 +61,21 @@ class WeaklySupervisedDetector(Method):
         """Head-crop sizes (pixels) each slice is read at: params.read_sizes, else the training size."""
         return self.params.get("read_sizes", [int(self.entry.input.get("size", 128))])
 
-    def likelihood_maps(self, hu, progress=None):
-        """Slice probabilities (n,) and likelihood maps (n, 256, 256) from the 256 head crop (HU),
-        read at each of read_sizes() with the mirror flips, all averaged; the detector and its
-        tuning read these maps."""
+    def likelihood_maps(self, hu, slice_mm=5.0, progress=None):
+        """Slice probabilities (n,) and likelihood maps (n, 256, 256) from the 256 head crop (HU) of
+        slices slice_mm apart, read at each of read_sizes() with the mirror flips, all averaged; the
+        detector and its tuning read these maps."""
         import torch
         import torch.nn.functional as F
 
         flips = [[]] + MIRROR_FLIPS[self.params.get("mirror", False)]
         sizes = self.read_sizes()
 
-        def infer(x256):
+        def infer(x256):  # (N, 1 or 3 slices, 256, 256)
             prob, lmap = 0.0, 0.0
             for size in sizes:
-                x = x256 if size == AXIAL_CROP_SIZE else F.interpolate(x256[:, None], size=(size, size),
-                                                                      mode="area" if size < AXIAL_CROP_SIZE else "bilinear")[:, 0]
+                x = x256 if size == AXIAL_CROP_SIZE else F.interpolate(x256, size=(size, size),
+                                                                      mode="area" if size < AXIAL_CROP_SIZE else "bilinear")
                 x = channels_torch(x, "mil-code")
                 maps = 0.0
                 for dims in flips:
@@ -84,7 +89,8 @@ class WeaklySupervisedDetector(Method):
             n = len(sizes) * len(flips)
             return prob / n, lmap / n
 
-        return self.batched(infer, hu, batch=32, progress=progress, label="MIL")
+        stacks = slices_in_context(hu, range(len(hu)), slice_mm, self.context_mm) if self.context_mm else hu[:, None]
+        return self.batched(infer, stacks, batch=32, progress=progress, label="MIL")
 
     def detector_params(self):
         """(h, T, d, sigma) for the detector: the catalogue's, with a caller's overrides key by key."""
@@ -92,7 +98,7 @@ class WeaklySupervisedDetector(Method):
 
     def run(self, scan, progress=None):
         vol = scan.volume
-        probs, maps = self.likelihood_maps(scan.crop_hu(AXIAL_CROP_SIZE), progress)
+        probs, maps = self.likelihood_maps(scan.crop_hu(AXIAL_CROP_SIZE), vol.spacing[2], progress)
         det = self.detector_params()
         head_crop = scan.crop.extract(scan.head.astype(np.float32), AXIAL_CROP_SIZE) > 0.5
         res = Results(input=vol.name, volume=vol)

@@ -25,19 +25,20 @@ class ResidualBlock(nn.Module):
 
 
 class MILNet(nn.Module):
-    """Slice logit + likelihood map from a 3-channel slice.
+    """Slice logit + likelihood map from a 3-channel slice, or with context (2.5D, ours) from 9
+    channels: the three windows of the slice below, the slice itself and the slice above.
 
     variant "maxpool": a 1×1 conv gives a one-channel logit map; the slice logit is its global max.
     variant "attention": gated attention (Ilse et al. 2018) over map positions; the map is the
     attention weights a (softmax over positions), the slice logit a 1×1 conv of Σ a·h.
     """
 
-    def __init__(self, variant="maxpool", channels=(12, 24, 36), blocks=3, attention_dim=36):
+    def __init__(self, variant="maxpool", channels=(12, 24, 36), blocks=3, attention_dim=36, context=False):
         super().__init__()
         if variant not in ("maxpool", "attention"):
             raise ValueError(f"unknown MIL variant {variant!r}")
         self.variant = variant
-        layers, cin = [], 3
+        layers, cin = [], 9 if context else 3
         for level, c in enumerate(channels):
             layers.append(conv_bn_relu(cin, c))
             layers += [ResidualBlock(c) for _ in range(blocks)]
@@ -54,7 +55,7 @@ class MILNet(nn.Module):
             self.head = nn.Conv2d(cin, 1, 1)
 
     def forward(self, x):
-        """x (N, 3, H, W) → slice logits (N,), map (N, H/4, W/4): logits (maxpool) or attention weights."""
+        """x (N, 3 or 9, H, W) → slice logits (N,), map (N, H/4, W/4): logits (maxpool) or attention weights."""
         h = self.features(x)
         if self.variant == "maxpool":
             m = self.head(h)[:, 0]

@@ -12,7 +12,7 @@ from ICHLocalizationLib.preprocessing import channels_torch, half_crop
 from ..augment import slice_augmentation
 from ..loop import Trained, TrainConfig, data_source, fit, split_by_patient, start_from
 from ..metrics import roc_auc
-from ..sampling import augment_batch, slice_batches, slice_items, stack_hu
+from ..sampling import augment_batch, record_slices, slice_batches, slice_items, stack_hu
 
 
 # Paper 001's optimum as the starting point; ich-tune replaces it with values tuned on our data.
@@ -27,7 +27,7 @@ def _mil_slices(record):
     return range(len(record["slice_subtypes"]))
 
 
-def _paired_slice_batches(train, aug, channels, batch_size):
+def _paired_slice_batches(train, aug, channels, batch_size, context_mm=0.0):
     """Batches of matched pairs only: a bleed slice and the same slice of its bleed-free twin,
     augmented together (one affine, one intensity change), so that the blood is all that tells the
     two apart — bleed-free slices of other heights would bring back the slice-height and head-outline
@@ -43,14 +43,16 @@ def _paired_slice_batches(train, aug, channels, batch_size):
         order = rng.permutation(len(pairs))
         for s in range(0, len(order) - n_pairs + 1, n_pairs):
             chosen = [pairs[i] for i in order[s:s + n_pairs]]
-            hu = half_crop(np.stack([x for r, t, k in chosen for x in (r["crop_hu"][k], t["crop_hu"][k])]))
-            together, _ = augment_batch(aug, list(hu.reshape(len(chosen), 2, *hu.shape[-2:])))
-            yield channels_torch(stack_hu([p[0] for p in together] + [p[1] for p in together]), channels), y
+            hu = half_crop(np.stack([record_slices(x, [k], context_mm)[0] for r, t, k in chosen for x in (r, t)]))
+            together, _ = augment_batch(aug, list(hu.reshape(len(chosen), -1, *hu.shape[-2:])))
+            half = together[0].shape[0] // 2  # each pair's slices (with their neighbours): original, then twin
+            yield channels_torch(stack_hu([p[:half] for p in together] + [p[half:] for p in together]).squeeze(1),
+                                 channels), y
 
     return batches, torch.tensor(1.0)
 
 
-def mil_validation(model, records):
+def mil_validation(model, records, context_mm=0.0):
     """Slice AUC and accuracy over the slices a MIL trainer reads, and `val_peak_in_bleed`: on how
     many bleed slices the likelihood map peaks in the bleed (±1 pixel of the 128 crop) — whether the
     network localizes what it classifies, which the slice AUC alone does not tell."""
@@ -60,7 +62,7 @@ def mil_validation(model, records):
         ks = np.asarray(list(_mil_slices(r)), int)
         if not len(ks):
             continue
-        x = channels_torch(torch.from_numpy(half_crop(r["crop_hu"][ks])), "mil-code").to(device)
+        x = channels_torch(torch.from_numpy(half_crop(record_slices(r, ks, context_mm))), "mil-code").to(device)
         prob, lmap = model.likelihood(x)
         ps += prob.cpu().tolist()
         ys += r["slice_subtypes"][ks].any(axis=1).tolist()
@@ -92,18 +94,18 @@ def train_mil(records, cfg: TrainConfig, progress=None):
     train, val = split_by_patient(records, cfg.val_fraction, cfg.seed)
     aug = slice_augmentation(with_label=False, seed=cfg.seed)
     if any("twin_of_bleed" in r for r in train):
-        batches, pos_weight = _paired_slice_batches(train, aug, "mil-code", cfg.batch_size)
+        batches, pos_weight = _paired_slice_batches(train, aug, "mil-code", cfg.batch_size, cfg.context_mm)
     else:
         items, labels, pos_weight = slice_items(train)
-        batches = slice_batches(items, labels, aug, "mil-code", cfg.batch_size)
-    model = start_from(MILNet(cfg.variant), cfg)
+        batches = slice_batches(items, labels, aug, "mil-code", cfg.batch_size, cfg.context_mm)
+    model = start_from(MILNet(cfg.variant, context=bool(cfg.context_mm)), cfg)
 
     def loss_fn(m, x, y):
         logit, _ = m(x)
         losses = F.binary_cross_entropy_with_logits(logit, y, pos_weight=pos_weight.to(x.device), reduction="none")
         return hardest_negatives_loss(losses, y, cfg.hard_negatives)
 
-    history = fit(model, cfg, batches, loss_fn, lambda m: mil_validation(m, val), name=f"mil-{cfg.variant}",
+    history = fit(model, cfg, batches, loss_fn, lambda m: mil_validation(m, val, cfg.context_mm), name=f"mil-{cfg.variant}",
                   progress=progress, select="val_auc")
     return model, history, val
 
@@ -111,6 +113,8 @@ def train_mil(records, cfg: TrainConfig, progress=None):
 def train_family(records, cfg: TrainConfig, progress=None) -> Trained:
     model, history, _ = train_mil(records, cfg, progress)
     inp = {"channels": "mil-code", "size": 128, "crop": "head", "variant": cfg.variant}
+    if cfg.context_mm:
+        inp["context_mm"] = cfg.context_mm  # each slice read with its neighbours (weakly_supervised.py)
     # each slice read with four flips at two sizes, all averaged (weakly_supervised.py)
     params = {"detector": dict(DEFAULT_DETECTOR[cfg.variant]), "mirror": "lr+ap", "read_sizes": [128, 160]}
     return Trained(model.state_dict(), f"mil-{cfg.variant}", f"mil-{cfg.variant}-{data_source(cfg)}", inp, params, history)
