@@ -396,7 +396,8 @@ def test_ich_train_planes_option_is_checked_before_training(records, tmp_path, m
              (["cascade", "--planes", "axial, coronal"], "give --init"),
              (["cascade", "--planes", "axial,top", "--init", str(bundled_cascade)], "top is not one of axial, coronal"),
              (["unet", "--hard-negatives", "0.25"], "--hard-negatives is a share"),
-             (["mil", "--hard-negatives", "0"], "--hard-negatives is a share")]
+             (["mil", "--hard-negatives", "0"], "--hard-negatives is a share"),
+             (["cascade", "--input-size", "256"], "--input-size is for the MIL")]
     for n, (args, message) in enumerate(cases):
         assert cli.train_main(args + ["--out", str(tmp_path / f"run{n}")]) == 2
         assert message in capsys.readouterr().err
@@ -474,6 +475,30 @@ def test_a_2_5d_mil_reads_neighbours_and_starts_as_its_one_slice_model(records, 
     below["features.0.0.weight"][:, :3] += 0.5
     three = WeaklySupervisedDetector(two.entry, below, "cpu")
     assert not np.allclose(m_one, three.likelihood_maps(hu, 5.0)[1], atol=1e-3)
+
+
+def test_a_mil_reading_the_whole_256_crop_trains_and_detects_at_that_size(records, tmp_path):
+    """--input-size 256: the batches and the detector read the head crop unhalved, the catalogue entry
+    says so, and the map's grid is twice as fine (64 × 64 for the 256 input)."""
+    import torch
+
+    from ICHLocalizationLib.methods.weakly_supervised import WeaklySupervisedDetector
+    from ICHLocalizationLib.preprocessing import crop_at
+    from ICHTrainingLib.sampling import slice_batches, slice_items
+
+    items, labels, _ = slice_items(records)
+    x, _ = next(slice_batches(items, labels, lambda d: d, "mil-code", 4, size=256)(0, np.random.default_rng(0)))
+    assert x.shape == (4, 3, 256, 256)
+    with pytest.raises(ValueError, match="256 or 128 pixels"):
+        crop_at(records[0]["crop_hu"], 160)
+    entry = run_training(records, TrainConfig(method="mil", out=str(tmp_path / "big"), epochs=1, batch_size=4,
+                                              max_batches=1, val_fraction=0.25, input_size=256))
+    assert entry.input["size"] == 256 and entry.params["read_sizes"] == [256] and entry.training["input_size"] == 256
+    method = WeaklySupervisedDetector(entry, load_state(entry), "cpu")
+    with torch.no_grad():
+        assert method.net(torch.zeros(1, 3, 256, 256))[1].shape == (1, 64, 64)
+    probs, maps = method.likelihood_maps(records[0]["crop_hu"][:3].astype(np.float32))
+    assert maps.shape == (3, 256, 256) and ((probs >= 0) & (probs <= 1)).all()
 
 
 def test_cascade_fusion_tuning(records, tmp_path):

@@ -355,6 +355,13 @@ CASCADE_SPACING = (2.0, 2.0, 5.0)  # mm: 5 mm axial slices as in paper 000, 2 mm
 CASCADE_SIZE = (128, 128, 40)  # (i, j, k): 256 × 256 × 200 mm around the head centre
 
 
+def crop_at(hu256, size: int) -> np.ndarray:
+    """The 256 head crop as a network reads it at size × size: itself (256) or half_crop (128)."""
+    if size not in (AXIAL_CROP_SIZE, AXIAL_CROP_SIZE // 2):
+        raise ValueError(f"a head crop is read at {AXIAL_CROP_SIZE} or {AXIAL_CROP_SIZE // 2} pixels, not {size}")
+    return np.asarray(hu256, np.float32) if size == AXIAL_CROP_SIZE else half_crop(hu256)
+
+
 def half_crop(hu256) -> np.ndarray:
     """The 256 head crop mean-pooled 2×2 to 128: what the MIL network and the U-Net's gate read.
     Any leading axes (slices, or slices × neighbours) are kept."""

@@ -61,6 +61,9 @@ def train_parser():
     ap.add_argument("--hard-negatives", type=float, default=1.0, metavar="SHARE",
                     help="MIL: of each batch's bleed-free slices the loss counts only this share, those it scores "
                          "highest, weighted to stand for all of them (online hard example mining; default 1: all)")
+    ap.add_argument("--input-size", type=int, choices=(128, 256), default=128, metavar="PX",
+                    help="MIL: read the 256 px head crop at 128 px (paper 001) or whole, 256 px, where a small "
+                         "clot or vein is twice as many pixels wide (four times the compute)")
     ap.add_argument("--register", action="store_true", help="add the trained model to the catalogue in --models")
     ap.add_argument("--models", help="catalogue folder for --register (default: the bundled one)")
     return ap
@@ -76,7 +79,7 @@ def train_main(argv=None):
                       folds=args.folds, data=[args.data], init=args.init, balance=args.balance, seed=args.seed,
                       batch_dice=args.batch_dice, context_mm=args.context_mm, constant_lr=args.constant_lr,
                       planes=[p.strip() for p in args.planes.split(",") if p.strip()] if args.planes else None,
-                      gate_only=args.gate_only, hard_negatives=args.hard_negatives,
+                      gate_only=args.gate_only, hard_negatives=args.hard_negatives, input_size=args.input_size,
                       command="ich-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
     if args.gate_only and args.method != "unet":
         return _fail("ich-train", "--gate-only is for the U-Net (its slice gate)")
@@ -84,6 +87,8 @@ def train_main(argv=None):
         return _fail("ich-train", "--planes is for the cascade (one bank of classifiers per plane)")
     if args.hard_negatives != 1.0 and (args.method != "mil" or not 0 < args.hard_negatives <= 1):
         return _fail("ich-train", "--hard-negatives is a share in (0, 1] of the MIL's bleed-free slices per batch")
+    if args.input_size != 128 and args.method != "mil":
+        return _fail("ich-train", "--input-size is for the MIL network (the others read fixed grids)")
     if args.bleed_free_twins and args.method != "mil":
         return _fail("ich-train", "--bleed-free-twins is for the MIL network (it learns from slice labels only)")
     try:

@@ -41,11 +41,12 @@ class TrainConfig:
     init: Optional[str] = None  # weights file (model.pt of an earlier run) to start from: fine-tuning
     balance: str = "slice"  # U-Net bleed patches: "slice" (paper 003) or "subtype" (each subtype equally often)
     batch_dice: bool = False  # U-Net Dice loss over the whole batch per class (nnU-Net), not per patch
-    context_mm: float = 0.0  # U-Net, cascade axial nets: 2.5D, also read the slices this far above and below
+    context_mm: float = 0.0  # U-Net, MIL, cascade axial nets: 2.5D, also read the slices this far above and below
     constant_lr: bool = False  # no step decay (a fine-tuning round that stops while the rate is still high)
     planes: Optional[List[str]] = None  # cascade: train these planes' banks only, the others kept from init
     gate_only: bool = False  # U-Net: train its slice gate only (slice labels suffice), the U-Net kept from init
     hard_negatives: float = 1.0  # MIL: the share of each batch's negatives, the highest-scored, that the loss counts
+    input_size: int = 128  # MIL: the side (px) it reads the 256 head crop at: 128 (paper 001) or 256
 
 
 def split_by_patient(records, val_fraction=0.15, seed=0, fold=0, folds=1):

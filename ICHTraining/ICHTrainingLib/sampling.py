@@ -3,7 +3,7 @@ with its 'any bleed' label, shuffled augmented batches of head crops, validation
 import numpy as np
 import torch
 
-from ICHLocalizationLib.preprocessing import channels_torch, half_crop, slices_in_context
+from ICHLocalizationLib.preprocessing import channels_torch, crop_at, half_crop, slices_in_context
 
 
 def stack_hu(slices) -> torch.Tensor:
@@ -39,14 +39,14 @@ def record_slices(record, ks, context_mm=0.0) -> np.ndarray:
     return slices_in_context(record["crop_hu"], ks, record["slice_mm"], context_mm)
 
 
-def slice_batches(items, labels, aug, channels, batch_size, context_mm=0.0):
-    """Shuffled batches of augmented 128×128 head crops with their slice labels; with context_mm each
-    slice comes with its neighbours, all augmented alike."""
+def slice_batches(items, labels, aug, channels, batch_size, context_mm=0.0, size=128):
+    """Shuffled batches of augmented head crops (size × size) with their slice labels; with context_mm
+    each slice comes with its neighbours, all augmented alike."""
     def batches(epoch, rng):
         order = rng.permutation(len(items))
         for s in range(0, len(order) - batch_size + 1, batch_size):
             idx = order[s:s + batch_size]
-            hu = half_crop(np.stack([record_slices(items[i][0], [items[i][1]], context_mm)[0] for i in idx]))
+            hu = crop_at(np.stack([record_slices(items[i][0], [items[i][1]], context_mm)[0] for i in idx]), size)
             xs, _ = augment_batch(aug, hu)
             yield channels_torch(stack_hu(xs), channels), torch.from_numpy(labels[idx].astype(np.float32))
     return batches

@@ -37,6 +37,8 @@ def _training_card(records, cfg: TrainConfig) -> dict:
             training["gate_only"] = True
     if cfg.method == "mil" and cfg.hard_negatives < 1:
         training["hard_negatives"] = cfg.hard_negatives
+    if cfg.method == "mil" and cfg.input_size != 128:
+        training["input_size"] = cfg.input_size
     if cfg.method == "unet" or cfg.context_mm:
         training["context_mm"] = cfg.context_mm
     return training

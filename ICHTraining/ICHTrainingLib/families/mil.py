@@ -1,5 +1,6 @@
 """The MIL slice classifier (paper 001): slice labels only ('any ICH'), weighted BCE, the paper's
-augmentations, 128×128 input; on phantoms with bleed-free twins, batches of matched pairs."""
+augmentations, 128×128 input (or, ours, the full 256 crop); on phantoms with bleed-free twins,
+batches of matched pairs."""
 import math
 
 import numpy as np
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ICHLocalizationLib.networks import MILNet
-from ICHLocalizationLib.preprocessing import channels_torch, half_crop
+from ICHLocalizationLib.preprocessing import AXIAL_CROP_SIZE, channels_torch, crop_at
 
 from ..augment import slice_augmentation
 from ..loop import Trained, TrainConfig, data_source, fit, split_by_patient, start_from
@@ -27,7 +28,7 @@ def _mil_slices(record):
     return range(len(record["slice_subtypes"]))
 
 
-def _paired_slice_batches(train, aug, channels, batch_size, context_mm=0.0):
+def _paired_slice_batches(train, aug, channels, batch_size, context_mm=0.0, size=128):
     """Batches of matched pairs only: a bleed slice and the same slice of its bleed-free twin,
     augmented together (one affine, one intensity change), so that the blood is all that tells the
     two apart — bleed-free slices of other heights would bring back the slice-height and head-outline
@@ -43,7 +44,7 @@ def _paired_slice_batches(train, aug, channels, batch_size, context_mm=0.0):
         order = rng.permutation(len(pairs))
         for s in range(0, len(order) - n_pairs + 1, n_pairs):
             chosen = [pairs[i] for i in order[s:s + n_pairs]]
-            hu = half_crop(np.stack([record_slices(x, [k], context_mm)[0] for r, t, k in chosen for x in (r, t)]))
+            hu = crop_at(np.stack([record_slices(x, [k], context_mm)[0] for r, t, k in chosen for x in (r, t)]), size)
             together, _ = augment_batch(aug, list(hu.reshape(len(chosen), -1, *hu.shape[-2:])))
             half = together[0].shape[0] // 2  # each pair's slices (with their neighbours): original, then twin
             yield channels_torch(stack_hu([p[:half] for p in together] + [p[half:] for p in together]).squeeze(1),
@@ -52,22 +53,22 @@ def _paired_slice_batches(train, aug, channels, batch_size, context_mm=0.0):
     return batches, torch.tensor(1.0)
 
 
-def mil_validation(model, records, context_mm=0.0):
+def mil_validation(model, records, context_mm=0.0, size=128):
     """Slice AUC and accuracy over the slices a MIL trainer reads, and `val_peak_in_bleed`: on how
-    many bleed slices the likelihood map peaks in the bleed (±1 pixel of the 128 crop) — whether the
-    network localizes what it classifies, which the slice AUC alone does not tell."""
+    many bleed slices the likelihood map peaks in the bleed (±1 pixel of the input grid) — whether
+    the network localizes what it classifies, which the slice AUC alone does not tell."""
     device = next(model.parameters()).device
     ys, ps, hits, bleeds = [], [], 0, 0
     for r in records:
         ks = np.asarray(list(_mil_slices(r)), int)
         if not len(ks):
             continue
-        x = channels_torch(torch.from_numpy(half_crop(record_slices(r, ks, context_mm))), "mil-code").to(device)
+        x = channels_torch(torch.from_numpy(crop_at(record_slices(r, ks, context_mm), size)), "mil-code").to(device)
         prob, lmap = model.likelihood(x)
         ps += prob.cpu().tolist()
         ys += r["slice_subtypes"][ks].any(axis=1).tolist()
         lab = torch.from_numpy(r["crop_labels"][ks].astype(np.float32))[:, None]
-        near = F.max_pool2d(F.max_pool2d(lab, 2), 3, stride=1, padding=1)[:, 0] > 0  # 128 grid, ±1 px
+        near = F.max_pool2d(F.max_pool2d(lab, AXIAL_CROP_SIZE // size), 3, stride=1, padding=1)[:, 0] > 0  # ±1 px
         peak = lmap.flatten(1).argmax(dim=1).cpu()
         bleed = near.flatten(1).any(dim=1)
         hits += int(near.flatten(1)[torch.arange(len(ks)), peak][bleed].sum())
@@ -94,10 +95,11 @@ def train_mil(records, cfg: TrainConfig, progress=None):
     train, val = split_by_patient(records, cfg.val_fraction, cfg.seed)
     aug = slice_augmentation(with_label=False, seed=cfg.seed)
     if any("twin_of_bleed" in r for r in train):
-        batches, pos_weight = _paired_slice_batches(train, aug, "mil-code", cfg.batch_size, cfg.context_mm)
+        batches, pos_weight = _paired_slice_batches(train, aug, "mil-code", cfg.batch_size, cfg.context_mm,
+                                                    cfg.input_size)
     else:
         items, labels, pos_weight = slice_items(train)
-        batches = slice_batches(items, labels, aug, "mil-code", cfg.batch_size, cfg.context_mm)
+        batches = slice_batches(items, labels, aug, "mil-code", cfg.batch_size, cfg.context_mm, cfg.input_size)
     model = start_from(MILNet(cfg.variant, context=bool(cfg.context_mm)), cfg)
 
     def loss_fn(m, x, y):
@@ -105,16 +107,17 @@ def train_mil(records, cfg: TrainConfig, progress=None):
         losses = F.binary_cross_entropy_with_logits(logit, y, pos_weight=pos_weight.to(x.device), reduction="none")
         return hardest_negatives_loss(losses, y, cfg.hard_negatives)
 
-    history = fit(model, cfg, batches, loss_fn, lambda m: mil_validation(m, val, cfg.context_mm), name=f"mil-{cfg.variant}",
+    history = fit(model, cfg, batches, loss_fn, lambda m: mil_validation(m, val, cfg.context_mm, cfg.input_size), name=f"mil-{cfg.variant}",
                   progress=progress, select="val_auc")
     return model, history, val
 
 
 def train_family(records, cfg: TrainConfig, progress=None) -> Trained:
     model, history, _ = train_mil(records, cfg, progress)
-    inp = {"channels": "mil-code", "size": 128, "crop": "head", "variant": cfg.variant}
+    inp = {"channels": "mil-code", "size": cfg.input_size, "crop": "head", "variant": cfg.variant}
     if cfg.context_mm:
         inp["context_mm"] = cfg.context_mm  # each slice read with its neighbours (weakly_supervised.py)
     # each slice read with four flips at two sizes, all averaged (weakly_supervised.py)
-    params = {"detector": dict(DEFAULT_DETECTOR[cfg.variant]), "mirror": "lr+ap", "read_sizes": [128, 160]}
+    params = {"detector": dict(DEFAULT_DETECTOR[cfg.variant]), "mirror": "lr+ap",
+              "read_sizes": [128, 160] if cfg.input_size == 128 else [cfg.input_size]}
     return Trained(model.state_dict(), f"mil-{cfg.variant}", f"mil-{cfg.variant}-{data_source(cfg)}", inp, params, history)
