@@ -48,8 +48,8 @@ def train_parser():
     ap.add_argument("--batch-dice", action="store_true",
                     help="U-Net: Dice loss of each class over the whole batch (nnU-Net), not averaged over patches")
     ap.add_argument("--context-mm", type=float, default=0.0, metavar="MM",
-                    help="2.5D: the U-Net, the MIL network or the cascade's axial nets also read the slices MM above and below "
-                         "(0: one slice); --init with a one-slice model starts from it")
+                    help="2.5D: the U-Net, the MIL network or the cascade's axial nets also read the slices MM "
+                         "above and below (0: one slice); --init with a one-slice model starts from it")
     ap.add_argument("--bleed-free-twins", action="store_true",
                     help="MIL on phantoms: train on pairs, each bleed slice with the same slice of its bleed-free "
                          "twin (the same head rendered without the blood), so that only the blood tells them apart")
@@ -79,7 +79,8 @@ def train_main(argv=None):
                       folds=args.folds, data=[args.data], init=args.init, balance=args.balance, seed=args.seed,
                       batch_dice=args.batch_dice, context_mm=args.context_mm, constant_lr=args.constant_lr,
                       planes=[p.strip() for p in args.planes.split(",") if p.strip()] if args.planes else None,
-                      gate_only=args.gate_only, hard_negatives=args.hard_negatives, input_size=args.input_size,
+                      gate_only=args.gate_only, hard_negatives=args.hard_negatives,
+                      input_size=args.input_size,
                       command="ich-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
     if args.gate_only and args.method != "unet":
         return _fail("ich-train", "--gate-only is for the U-Net (its slice gate)")

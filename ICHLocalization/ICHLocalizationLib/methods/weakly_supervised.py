@@ -21,8 +21,9 @@ starting from the four reads' tuned setting: four reads at 128 0.87, eight at 12
 (with 176 instead: 0.88, 144: 0.87) — a small gain, about the spread between settings.
 
 A model whose catalogue input has `context_mm` (a departure, 2.5D, as the U-Net's) reads each slice
-with the slices that far above and below as nine channels, so that a bleed can be told from what
-looks like one on a single slice (the deep veins, the falx: docs/accuracy.md).
+with the slices that far above and below as nine channels; one with `size` 256 reads the head crop
+unhalved. Both were tried against what looks like blood on a single 128 slice (the deep veins, the
+falx) and are not in the bundled models (docs/accuracy.md).
 """
 import numpy as np
 

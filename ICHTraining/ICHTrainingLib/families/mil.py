@@ -107,8 +107,8 @@ def train_mil(records, cfg: TrainConfig, progress=None):
         losses = F.binary_cross_entropy_with_logits(logit, y, pos_weight=pos_weight.to(x.device), reduction="none")
         return hardest_negatives_loss(losses, y, cfg.hard_negatives)
 
-    history = fit(model, cfg, batches, loss_fn, lambda m: mil_validation(m, val, cfg.context_mm, cfg.input_size), name=f"mil-{cfg.variant}",
-                  progress=progress, select="val_auc")
+    history = fit(model, cfg, batches, loss_fn, lambda m: mil_validation(m, val, cfg.context_mm, cfg.input_size),
+                  name=f"mil-{cfg.variant}", progress=progress, select="val_auc")
     return model, history, val
 
 
@@ -117,7 +117,8 @@ def train_family(records, cfg: TrainConfig, progress=None) -> Trained:
     inp = {"channels": "mil-code", "size": cfg.input_size, "crop": "head", "variant": cfg.variant}
     if cfg.context_mm:
         inp["context_mm"] = cfg.context_mm  # each slice read with its neighbours (weakly_supervised.py)
-    # each slice read with four flips at two sizes, all averaged (weakly_supervised.py)
+    # each slice read with four flips at two sizes (at its own only, for a 256 model), all averaged
+    # (weakly_supervised.py)
     params = {"detector": dict(DEFAULT_DETECTOR[cfg.variant]), "mirror": "lr+ap",
               "read_sizes": [128, 160] if cfg.input_size == 128 else [cfg.input_size]}
     return Trained(model.state_dict(), f"mil-{cfg.variant}", f"mil-{cfg.variant}-{data_source(cfg)}", inp, params, history)
